@@ -117,7 +117,7 @@ def test_policy_loss_clipping_hand():
 
 def test_value_loss_hand():
     # clip c = 0.2
-    # token 0: old 1.0, v 1.5, R 2.0: v_clip 1.2; (v−R)² 0.25, (v_clip−R)² 0.64 -> 0.64 (clip active)
+    # token 0: old 1.0, v 1.5, R 2.0: v_clip 1.2; (v−R)² .25, (v_clip−R)² .64 -> .64 (clipped)
     # token 1: old 1.0, v 1.1, R 0.0: v_clip 1.1; both 1.21                    -> 1.21
     # token 2: old 0.0, v −1,  R 0.5: v_clip −0.2; 2.25 vs 0.49                 -> 2.25
     # token 3: padding.   loss = 0.5 · (0.64 + 1.21 + 2.25)/3 = 0.68333

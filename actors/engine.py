@@ -1,0 +1,63 @@
+"""vLLM engine construction and live weight loading, shared by the rollout and labeler actors."""
+
+from __future__ import annotations
+
+import os
+
+import ray
+import torch
+
+from rlaif_ray.config import ModelSection
+from rlaif_ray.weights import unpack_bucket
+
+
+def build_llm(model_path: str, model: ModelSection, kv_cache_mib: int, gpu_memory_utilization: float,
+              seed: int, max_model_len: int):
+    """An in-process vLLM engine sized from config.
+
+    Engine env vars are set here and only here, because vLLM reads them at import:
+    - VLLM_ENABLE_V1_MULTIPROCESSING=0 keeps the engine core in this actor's process
+      (~3 s to build instead of 20-30 s, and weights can be passed as tensors).
+    """
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    from vllm import LLM
+
+    on_gpu = torch.cuda.is_available() and bool(ray.get_gpu_ids())
+    max_model_len = min(max_model_len, _max_positions(model_path, model.trust_remote_code))
+    kwargs = dict(
+        model=model_path, tokenizer=model_path, dtype=model.dtype, seed=seed,
+        trust_remote_code=model.trust_remote_code, max_model_len=max_model_len,
+        # processed logprobs describe the tempered distribution actually sampled from;
+        # the learner divides its logits by the same temperature.
+        logprobs_mode="processed_logprobs",
+    )
+    if on_gpu:
+        kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+    else:
+        # Compiled mode recompiles at every start (20-50 s) for ~15% speed: not worth it on CPU.
+        kwargs["enforce_eager"] = True
+        # Without an explicit size one CPU engine claims most of the machine's RAM.
+        kwargs["kv_cache_memory_bytes"] = kv_cache_mib * 2**20
+    return LLM(**kwargs)
+
+
+def load_weight_buckets(llm, bucket_refs: list) -> None:
+    """Load a full state dict, sent as object-store buckets, into the live engine.
+
+    `reload_weights` gets every tensor in one call because vLLM fuses q/k/v and gate/up:
+    half of a fused group would leave the other half stale. The prefix cache is reset
+    afterwards because cached prefixes hold KV computed with the old weights.
+    """
+    tensors = []
+    for bucket in ray.get(list(bucket_refs)):
+        tensors.extend(unpack_bucket(bucket))
+    llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(tensors),
+                                                  "is_checkpoint_format": True})
+    llm.reset_prefix_cache()
+
+
+def _max_positions(model_path: str, trust_remote_code: bool) -> int:
+    from transformers import AutoConfig
+
+    conf = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+    return int(getattr(conf, "max_position_embeddings", 1 << 20))

@@ -1,0 +1,101 @@
+"""AI labeler: a vLLM engine of a larger model that serves direct RLAIF rewards.
+
+Distribution: a pool; the driver hands each actor a slice of the rollout shards' refs
+(`direct_rewards` returns an ObjectRef of a (B,) float32 array plus small stats).
+
+Scores are read from teacher-forced logprobs of the candidate strings " 1" .. " 10", never by
+parsing sampled text; candidates of several tokens are scored exactly by the chain rule
+(`rlaif_ray.labeler.scores`).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import ray
+import torch
+
+from actors.engine import build_llm
+from rlaif_ray.batch import RolloutBatch
+from rlaif_ray.config import RunConfig
+from rlaif_ray.labeler import (
+    Exemplar, append_rationale, build_cot_prompt, build_direct_prompt, candidate_probs,
+    direct_candidate_strings, direct_reward, plan_candidate_queries,
+)
+
+
+class LabelerActor:
+    def __init__(self, cfg: RunConfig, rank: int):
+        self.cfg = cfg.labeler
+        self.name = f"labeler-{rank}"
+        self.llm = build_llm(cfg.model.labeler, cfg.model, self.cfg.kv_cache_mib,
+                             cfg.rollout.gpu_memory_utilization, seed=cfg.run.seed,
+                             max_model_len=_labeler_context(cfg))
+        self.tokenizer = self.llm.get_tokenizer()
+        self.exemplars = tuple(
+            Exemplar(context=e["context"], responses=tuple(e["responses"]), label=str(e["label"]),
+                     rationale=e.get("rationale")) for e in self.cfg.few_shot)
+        self.candidates = [self._encode(c, special=False) for c in direct_candidate_strings()]
+        self.queries = plan_candidate_queries(self.candidates)
+
+    def ping(self) -> str:
+        return self.name
+
+    def _encode(self, text: str, special: bool = True) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=special)["input_ids"]
+
+    @ray.method(num_returns=2)
+    def direct_rewards(self, shard_refs: list) -> tuple[np.ndarray, dict]:
+        """RLAIF reward 2·(s−1)/9 − 1, s = Σ i·P(i), for every sample of the given shards."""
+        start = time.perf_counter()
+        batch = RolloutBatch.concat(ray.get(list(shard_refs)))
+        texts = [self._prompt(p, r) for p, r in zip(batch.prompts, batch.responses)]
+        if self.cfg.chain_of_thought:
+            texts = self._with_rationales(texts)
+        probs = self.score_candidates([self._encode(t) for t in texts])   # (B, 10)
+        rewards = direct_reward(probs).numpy().astype(np.float32)
+        return rewards, {"seconds": time.perf_counter() - start, "actor": self.name}
+
+    def _prompt(self, context: str, response: str) -> str:
+        kw = dict(task=self.cfg.task, preamble=self.cfg.preamble, exemplars=self.exemplars)
+        if self.cfg.chain_of_thought:
+            return build_cot_prompt(context, response, kind="direct", **kw)
+        return build_direct_prompt(context, response, **kw)
+
+    def _with_rationales(self, cot_prompts: list[str]) -> list[str]:
+        """Two-step chain of thought: decode a rationale greedily, then ask for the score."""
+        from vllm import SamplingParams
+
+        params = SamplingParams(temperature=0.0, max_tokens=self.cfg.rationale_max_tokens, stop=["\n"])
+        outs = self.llm.generate(cot_prompts, params, use_tqdm=False)
+        return [append_rationale(p, o.outputs[0].text, kind="direct") for p, o in zip(cot_prompts, outs)]
+
+    def score_candidates(self, prompt_ids: list[list[int]]) -> torch.Tensor:
+        """(B, C) renormalised probabilities of the candidates after each prompt.
+
+        One engine call per distinct candidate prefix (one in total when every candidate
+        is a single token), each batching all B prompts.
+        """
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        answers = [dict() for _ in prompt_ids]
+        for prefix, next_ids in self.queries.items():
+            params = SamplingParams(max_tokens=1, temperature=1.0, logprob_token_ids=list(next_ids))
+            reqs = [TokensPrompt(prompt_token_ids=ids + list(prefix)) for ids in prompt_ids]
+            for chunk in range(0, len(reqs), self.cfg.batch_size):
+                outs = self.llm.generate(reqs[chunk: chunk + self.cfg.batch_size], params, use_tqdm=False)
+                for i, out in enumerate(outs, start=chunk):
+                    lp = out.outputs[0].logprobs[0]
+                    answers[i][prefix] = {t: lp[t].logprob for t in next_ids}
+        return torch.stack([candidate_probs(self.candidates, a) for a in answers])
+
+
+def _labeler_context(cfg: RunConfig) -> int:
+    """Room for preamble, exemplars, prompt, response, rationale and the label."""
+    budget = 512 + 256 * len(cfg.labeler.few_shot)
+    budget += cfg.data.max_prompt_tokens + cfg.rollout.sampling.max_new_tokens
+    if cfg.labeler.chain_of_thought:
+        budget += cfg.labeler.rationale_max_tokens
+    return budget

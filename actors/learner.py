@@ -1,0 +1,201 @@
+"""Learner worker: one rank of a data-parallel DeepSpeed group holding the policy (and critic).
+
+Distribution: M of these form one torch.distributed group (gloo on CPU, NCCL on GPU). The
+driver calls every method on every rank at once (collectives inside); each rank works on
+its own slice of rows and rank 0 answers for the group where one answer is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import numpy as np
+import ray
+import torch
+
+from rlaif_ray.algorithms import kl_penalty_loss, masked_mean, ppo_policy_loss, ppo_value_loss
+from rlaif_ray.batch import RolloutBatch, build_shard
+from rlaif_ray.config import RunConfig
+from rlaif_ray.experience import build_experience
+from rlaif_ray.modeling import (Critic, batched_response_values, load_causal_lm, response_logprobs,
+                                response_values)
+from rlaif_ray.weights import pack_state_dict
+
+
+def deepspeed_config(cfg: RunConfig) -> dict:
+    micro = cfg.ppo.minibatch_size // cfg.learner.num_workers
+    ds = {
+        "train_batch_size": cfg.ppo.minibatch_size,
+        "train_micro_batch_size_per_gpu": micro,
+        "gradient_accumulation_steps": 1,
+        "gradient_clipping": cfg.learner.max_grad_norm,
+        "zero_optimization": {"stage": cfg.learner.zero_stage},
+        "steps_per_print": 1 << 30,
+    }
+    if cfg.model.dtype == "bfloat16":
+        ds["bf16"] = {"enabled": True}
+    elif cfg.model.dtype == "float16":
+        ds["fp16"] = {"enabled": True}
+    return ds
+
+
+class LearnerWorker:
+    def __init__(self, cfg: RunConfig, rank: int, world_size: int):
+        self.cfg, self.rank, self.world = cfg, rank, world_size
+        self.name = f"learner-{rank}"
+
+    def rendezvous_address(self) -> tuple[str, int]:
+        """Rank 0's node address and a free port on that node, for the group's rendezvous."""
+        with socket.socket() as s:
+            s.bind(("", 0))
+            return ray.util.get_node_ip_address(), s.getsockname()[1]
+
+    def setup(self, master_addr: str, master_port: int) -> str:
+        """Join the process group and build the DeepSpeed engines (all ranks at once)."""
+        # torch.distributed's env:// rendezvous reads these; they are this process's own.
+        os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port), RANK=str(self.rank),
+                          WORLD_SIZE=str(self.world), LOCAL_RANK="0")
+        import deepspeed
+
+        cfg = self.cfg
+        deepspeed.init_distributed(dist_backend=cfg.dist_backend)
+        torch.manual_seed(cfg.run.seed)
+        ds_cfg = deepspeed_config(cfg)
+        self.policy = self._engine(load_causal_lm(cfg.model.policy, cfg.model.dtype, cfg.model.trust_remote_code),
+                                   cfg.learner.lr, ds_cfg)
+        self.critic = None
+        if cfg.uses_critic:
+            self.critic = self._engine(Critic(cfg.model.policy, cfg.model.dtype, cfg.model.trust_remote_code),
+                                       cfg.learner.critic_lr, ds_cfg)
+        self.exp = None
+        self.iteration = 0
+        return self.name
+
+    def _engine(self, module, lr, ds_cfg):
+        import deepspeed
+
+        opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=self.cfg.learner.weight_decay)
+        engine, *_ = deepspeed.initialize(model=module, optimizer=opt, config=ds_cfg)
+        return engine
+
+    def ping(self) -> str:
+        return self.name
+
+    def _my_rows(self, n: int) -> np.ndarray:
+        return np.array_split(np.arange(n), self.world)[self.rank]
+
+    @ray.method(num_returns=2)
+    def old_logprobs_and_values(self, shard_refs: list) -> tuple[dict, dict]:
+        """This rank's rows: log π_old, entropy and (PPO) V_old, each (rows, T) float32."""
+        start = time.perf_counter()
+        batch = RolloutBatch.concat(ray.get(list(shard_refs)))
+        mine = batch.select(self._my_rows(len(batch)))
+        temp = self.cfg.rollout.sampling.temperature
+        chunk = self.cfg.learner.forward_batch_size
+        logp, ent = [], []
+        with torch.no_grad():
+            for s in range(0, len(mine), chunk):
+                sub = mine.select(np.arange(s, min(s + chunk, len(mine))))
+                lp, e = response_logprobs(self.policy, sub, temp, with_entropy=True)
+                logp.append(lp.float().cpu().numpy())
+                ent.append(e.float().cpu().numpy())
+        T = batch.max_response_len
+        out = {"old_logp": _cat(logp, T), "entropy": _cat(ent, T), "values": None}
+        if self.critic is not None:
+            out["values"] = batched_response_values(self.critic, mine, chunk)
+        return out, {"seconds": time.perf_counter() - start, "actor": self.name}
+
+    def prepare_experience(self, shard_refs: list, reward_refs: list, ref_logp_refs: list,
+                           old_refs: list, kl_coef: float, iteration: int) -> dict:
+        """Assemble the whole scored batch and compute advantages; keeps it for `train`."""
+        start = time.perf_counter()
+        batch = RolloutBatch.concat(ray.get(list(shard_refs)))
+        rewards = np.concatenate(ray.get(list(reward_refs)))
+        ref_logp = np.concatenate(ray.get(list(ref_logp_refs)))
+        olds = ray.get(list(old_refs))
+        values = np.concatenate([o["values"] for o in olds]) if self.critic is not None else None
+        self.exp, stats = build_experience(
+            self.cfg, batch, rewards, ref_logp, np.concatenate([o["old_logp"] for o in olds]),
+            values, np.concatenate([o["entropy"] for o in olds]), kl_coef)
+        self.kl_coef, self.iteration = kl_coef, iteration
+        stats["seconds"] = time.perf_counter() - start
+        return stats
+
+    def train(self) -> dict:
+        """PPO epochs over minibatches of the prepared experience; returns mean stats."""
+        start = time.perf_counter()
+        exp, p = self.exp, self.cfg.ppo
+        n, mb = len(exp.batch), p.minibatch_size
+        per_rank = mb // self.world
+        rows_done = 0
+        sums: dict[str, float] = {}
+        steps = 0
+        for epoch in range(p.epochs):
+            # Same permutation on every rank (seeded by run, iteration, epoch): ranks take
+            # disjoint slices of the same minibatch, so DeepSpeed averages their gradients.
+            perm = np.random.default_rng([self.cfg.run.seed, self.iteration, epoch]).permutation(n)
+            for m in range(n // mb):
+                rows = perm[m * mb: (m + 1) * mb][self.rank * per_rank: (self.rank + 1) * per_rank]
+                for k, v in self._train_step(np.sort(rows)).items():
+                    sums[k] = sums.get(k, 0.0) + v
+                steps += 1
+                rows_done += len(rows)
+        out = {k: v / max(steps, 1) for k, v in sums.items()}
+        out.update({"train/steps": steps, "seconds": time.perf_counter() - start})
+        return out
+
+    def _train_step(self, rows: np.ndarray) -> dict:
+        exp, p = self.exp, self.cfg.ppo
+        sub = exp.batch.select(rows)
+        mask, old, adv = exp.mask[rows], exp.old_logp[rows], exp.advantages[rows]
+        logp, ent = response_logprobs(self.policy, sub, self.cfg.rollout.sampling.temperature, with_entropy=True)
+        dev = logp.device
+        mask, old, adv = mask.to(dev), old.to(dev), adv.to(dev)
+        pg_loss, st = ppo_policy_loss(logp, old, adv, mask, p.clip)
+        loss = pg_loss - p.entropy_coef * masked_mean(ent, mask)
+        if self.cfg.kl.placement == "loss":
+            loss = loss + self.kl_coef * kl_penalty_loss(logp, exp.ref_logp[rows].to(dev), mask, self.cfg.kl.estimator)
+        self.policy.backward(loss)
+        self.policy.step()
+        stats = {"loss/policy": float(pg_loss), "clipfrac": float(st["clipfrac"]),
+                 "approx_kl": float(st["approx_kl"])}
+        if self.critic is not None:
+            v = response_values(self.critic, sub)
+            vloss = ppo_value_loss(v, exp.values[rows].to(dev), exp.returns[rows].to(dev), mask, p.value_clip)
+            self.critic.backward(p.value_coef * vloss)
+            self.critic.step()
+            stats["loss/value"] = float(vloss)
+        return stats
+
+    # ----------------------------------------------------------------- weight sync support
+
+    def named_weights(self):
+        """(name, full tensor) of the policy in HF checkpoint names; collective under ZeRO-3."""
+        import deepspeed
+
+        module = self.policy.module
+        params = list(module.named_parameters())
+        if self.cfg.learner.zero_stage == 3:
+            with deepspeed.zero.GatheredParameters([p for _, p in params], modifier_rank=None):
+                return [(n, p.detach().clone().cpu()) for n, p in params]
+        return [(n, p.detach().cpu()) for n, p in params]
+
+    def put_weight_buckets(self, bucket_mib: int) -> list:
+        """Rank 0: the full weights as object-store buckets (one `ray.put` each); others: []."""
+        named = self.named_weights()
+        if self.rank != 0:
+            return []
+        return [ray.put(b) for b in pack_state_dict(named, bucket_mib * 2**20)]
+
+    def probe_logprobs(self, prompt_ids: list[int], token_ids: list[int]) -> list[float]:
+        """Teacher-forced log π(token | prompt, earlier tokens) at temperature 1."""
+        batch = build_shard([prompt_ids], [token_ids], [[0.0] * len(token_ids)], [0], [0], [""], [""],
+                            len(token_ids), policy_version=-1)
+        with torch.no_grad():
+            return response_logprobs(self.policy, batch, 1.0)[0].float().cpu().tolist()
+
+
+def _cat(parts, width):
+    return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, width), np.float32)

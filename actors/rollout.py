@@ -1,0 +1,98 @@
+"""Rollout generator: one vLLM engine of the policy.
+
+Distribution: a pool of N of these; the driver gives each a slice of the iteration's prompts
+(`generate` returns an ObjectRef of a `RolloutBatch` shard) and, after every PPO update,
+the learner's weights (`load_weights`).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import ray
+
+from actors.engine import build_llm, load_weight_buckets
+from rlaif_ray.batch import RolloutBatch, build_shard
+from rlaif_ray.config import RunConfig
+
+
+class RolloutActor:
+    def __init__(self, cfg: RunConfig, rank: int):
+        self.cfg = cfg
+        self.rank = rank
+        self.name = f"rollout-{rank}"
+        self.llm = build_llm(cfg.model.policy, cfg.model, cfg.rollout.kv_cache_mib,
+                             cfg.rollout.gpu_memory_utilization, seed=cfg.run.seed + rank,
+                             max_model_len=cfg.data.max_prompt_tokens + cfg.rollout.sampling.max_new_tokens + 8)
+        self.tokenizer = self.llm.get_tokenizer()
+        self.policy_version = 0
+
+    def ping(self) -> str:
+        return self.name
+
+    @ray.method(num_returns=2)
+    def generate(self, items: list[tuple[int, list[int], str]], policy_version: int) -> tuple[RolloutBatch, dict]:
+        """Sample `samples_per_prompt` responses for each (prompt_index, token_ids, text).
+
+        Each sample gets its own seed derived from (run seed, policy version, prompt index,
+        sample index), so a redone prompt (actor failure, resume) reproduces its samples.
+        """
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        if policy_version != self.policy_version:
+            raise RuntimeError(f"{self.name} holds weights v{self.policy_version}, asked to generate for v{policy_version}")
+        s = self.cfg.rollout.sampling
+        start = time.perf_counter()
+        requests, params, keys = [], [], []
+        for prompt_index, ids, _text in items:
+            for k in range(s.samples_per_prompt):
+                seed = _sample_seed(self.cfg.run.seed, policy_version, prompt_index, k)
+                requests.append(TokensPrompt(prompt_token_ids=list(ids)))
+                params.append(SamplingParams(
+                    n=1, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
+                    max_tokens=s.max_new_tokens, stop=s.stop or None, seed=seed, logprobs=0))
+                keys.append((prompt_index, k))
+        outs = self.llm.generate(requests, params, use_tqdm=False) if requests else []
+        texts = {i: t for i, _, t in items}
+        prompt_ids, resp_ids, resp_logp, resp_text = [], [], [], []
+        for req, out in zip(requests, outs):
+            o = out.outputs[0]
+            prompt_ids.append(req["prompt_token_ids"])
+            resp_ids.append(list(o.token_ids))
+            resp_logp.append([lp[t].logprob for lp, t in zip(o.logprobs, o.token_ids)])
+            resp_text.append(o.text)
+        shard = build_shard(
+            prompt_ids, resp_ids, resp_logp,
+            prompt_index=[k[0] for k in keys], sample_index=[k[1] for k in keys],
+            prompts=[texts[k[0]] for k in keys], responses=resp_text,
+            max_response_len=s.max_new_tokens, policy_version=policy_version,
+            meta={"actor": self.name})
+        return shard, {"actor": self.name, "seconds": time.perf_counter() - start,
+                       "tokens": int(shard.response_lens.sum())}
+
+    def load_weights(self, bucket_refs: list, policy_version: int) -> float:
+        """Load the learner's full weights into the live engine; returns seconds taken."""
+        start = time.perf_counter()
+        load_weight_buckets(self.llm, bucket_refs)
+        self.policy_version = policy_version
+        return time.perf_counter() - start
+
+    def probe(self, prompt_ids: list[int], max_tokens: int, seed: int) -> tuple[list[int], list[float]]:
+        """Sample from a fixed prompt (through the prefix cache) and return tokens + logprobs.
+
+        Generation, not teacher forcing, on purpose: it reads cached prefix KV, so a cache
+        left over from old weights shows up as a logprob mismatch with the learner.
+        """
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        params = SamplingParams(temperature=1.0, max_tokens=max_tokens, seed=seed, logprobs=0,
+                                ignore_eos=True)
+        o = self.llm.generate([TokensPrompt(prompt_token_ids=list(prompt_ids))], params, use_tqdm=False)[0].outputs[0]
+        return list(o.token_ids), [lp[t].logprob for lp, t in zip(o.logprobs, o.token_ids)]
+
+
+def _sample_seed(run_seed: int, version: int, prompt_index: int, sample: int) -> int:
+    return int(np.random.SeedSequence([run_seed, version, prompt_index, sample]).generate_state(1)[0] & 0x7FFFFFFF)

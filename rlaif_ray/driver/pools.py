@@ -1,0 +1,94 @@
+"""Actor pools per role: placement groups from config, time-boxed calls, replacement on death.
+
+Every role reserves one placement-group bundle per actor from its `resources` (CPUs, GPUs,
+custom resources), so the Ray autoscaler sees exactly what to launch and a replacement actor
+lands in its predecessor's bundle.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError
+from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from rlaif_ray.config import Resources
+
+log = logging.getLogger("rlaif_ray")
+
+
+class ActorFailed(RuntimeError):
+    """An actor died or did not answer within its timeout."""
+
+    def __init__(self, actor: str, what: str, cause: BaseException | None = None):
+        super().__init__(f"{actor}: {what}" + (f" ({type(cause).__name__}: {cause})" if cause else ""))
+        self.actor = actor
+
+
+def get_with_timeout(refs, timeout_s: float, actor: str, what: str):
+    """`ray.get` that raises `ActorFailed` naming the actor instead of hanging or dumping a trace."""
+    try:
+        return ray.get(refs, timeout=timeout_s)
+    except GetTimeoutError as e:
+        raise ActorFailed(actor, f"{what} took longer than {timeout_s:.0f} s", e) from None
+    except RayActorError as e:
+        raise ActorFailed(actor, f"died during {what}", e) from None
+
+
+class ActorPool:
+    """N actors of one role, one placement-group bundle each."""
+
+    def __init__(self, role: str, cls: type, resources: Resources, count: int,
+                 make_args: Callable[[int], tuple], env_vars: dict[str, str], ready_timeout_s: float):
+        self.role, self.cls, self.resources = role, cls, resources
+        self.make_args, self.env_vars = make_args, env_vars
+        bundle = resources.as_bundle() or {"CPU": 0.01}
+        self.pg = placement_group([dict(bundle) for _ in range(count)], strategy="PACK")
+        try:
+            ray.get(self.pg.ready(), timeout=ready_timeout_s)
+        except GetTimeoutError:
+            raise ActorFailed(role, f"could not reserve {count} × {bundle} within {ready_timeout_s:.0f} s: "
+                              f"the cluster lacks these resources and the autoscaler (if any) did not add them") from None
+        self.actors = [self._spawn(i) for i in range(count)]
+        self.restarts = 0
+
+    def names(self) -> list[str]:
+        return [f"{self.role}-{i}" for i in range(len(self.actors))]
+
+    def _spawn(self, i: int):
+        r = self.resources
+        opts: dict[str, Any] = dict(
+            num_cpus=r.num_cpus, num_gpus=r.num_gpus, resources=dict(r.custom) or None,
+            scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=i),
+            runtime_env={"env_vars": dict(self.env_vars)}, max_restarts=0, max_task_retries=0)
+        return ray.remote(self.cls).options(**opts).remote(*self.make_args(i))
+
+    def wait_ready(self, timeout_s: float) -> None:
+        for i, a in enumerate(self.actors):
+            get_with_timeout(a.ping.remote(), timeout_s, f"{self.role}-{i}", "start-up")
+
+    def replace(self, i: int, timeout_s: float):
+        """Kill actor i (if still alive) and start a fresh one in its bundle."""
+        try:
+            ray.kill(self.actors[i], no_restart=True)
+        except Exception:  # already gone
+            pass
+        self.restarts += 1
+        log.warning("replacing %s-%d (restart %d)", self.role, i, self.restarts)
+        self.actors[i] = self._spawn(i)
+        get_with_timeout(self.actors[i].ping.remote(), timeout_s, f"{self.role}-{i}", "start-up")
+        return self.actors[i]
+
+    def shutdown(self) -> None:
+        for a in self.actors:
+            try:
+                ray.kill(a, no_restart=True)
+            except Exception:
+                pass
+        try:
+            remove_placement_group(self.pg)
+        except Exception:
+            pass

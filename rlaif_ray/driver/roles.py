@@ -1,0 +1,50 @@
+"""Start every role of a run: rollout, labeler, reference and learner pools."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rlaif_ray.config import RunConfig
+from rlaif_ray.driver.pools import ActorPool, get_with_timeout
+from rlaif_ray.driver.runtime import actor_env
+
+
+@dataclass
+class Roles:
+    rollout: ActorPool
+    labeler: ActorPool
+    reference: ActorPool
+    learners: ActorPool
+
+    def all(self) -> list[ActorPool]:
+        return [self.rollout, self.labeler, self.reference, self.learners]
+
+    def shutdown(self) -> None:
+        for pool in self.all():
+            pool.shutdown()
+
+
+def start_roles(cfg: RunConfig) -> Roles:
+    """Create all pools at once (engines build concurrently), then wait until all answer."""
+    from actors.labeler import LabelerActor
+    from actors.learner import LearnerWorker
+    from actors.reference import ReferenceActor
+    from actors.rollout import RolloutActor
+
+    env = actor_env(cfg.ray)
+    timeout = cfg.run.call_timeout_s
+    w = cfg.learner.num_workers
+    learners = ActorPool("learner", LearnerWorker, cfg.learner.resources, w, lambda r: (cfg, r, w), env, timeout)
+    # The rendezvous address is rank 0's node, wherever Ray placed it.
+    addr, port = get_with_timeout(learners.actors[0].rendezvous_address.remote(), timeout, "learner-0", "start-up")
+    setups = [a.setup.remote(addr, port) for a in learners.actors]
+    rollout = ActorPool("rollout", RolloutActor, cfg.rollout.resources, cfg.rollout.num_actors,
+                        lambda r: (cfg, r), env, timeout)
+    labeler = ActorPool("labeler", LabelerActor, cfg.labeler.resources, cfg.labeler.num_actors,
+                        lambda r: (cfg, r), env, timeout)
+    reference = ActorPool("reference", ReferenceActor, cfg.reference.resources, 1, lambda r: (cfg,), env, timeout)
+    roles = Roles(rollout, labeler, reference, learners)
+    for pool in roles.all():
+        pool.wait_ready(timeout)
+    get_with_timeout(setups, timeout, "learner", "DeepSpeed set-up")
+    return roles

@@ -1,0 +1,80 @@
+"""A whole training run: checks, start-up, the iteration loop with progress, the summary."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from rlaif_ray.algorithms import make_kl_controller
+from rlaif_ray.config import RunConfig
+from rlaif_ray.data import PromptStream, load_prompt_texts
+from rlaif_ray.driver.roles import start_roles
+from rlaif_ray.driver.runtime import ray_session
+from rlaif_ray.driver.sync import make_weight_sync
+from rlaif_ray.driver.train import RunState, run_iteration
+from rlaif_ray.modeling import load_tokenizer
+from rlaif_ray.preflight import check_models
+from rlaif_ray.run_dir import MetricsWriter, prepare_run_dir
+
+log = logging.getLogger("rlaif_ray")
+
+PROBE_TEXT = "The quick brown fox jumps over the lazy dog near the quiet river bank. "
+PROBE_TOKENS = 136  # > one 128-token KV block on CPU, so the probe's prefix is really cached
+
+
+def probe_prompt(tokenizer) -> list[int]:
+    ids: list[int] = []
+    while len(ids) < PROBE_TOKENS:
+        ids += tokenizer(PROBE_TEXT, add_special_tokens=False)["input_ids"]
+    return ids[:PROBE_TOKENS]
+
+
+def train_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, overwrite: bool = False,
+              progress: bool = True) -> dict:
+    """Validate everything that can be checked without Ray, then run all iterations."""
+    run_dir = Path(run_dir)
+    check_models(cfg)
+    tokenizer = load_tokenizer(cfg.model.policy, cfg.model.trust_remote_code)
+    texts = load_prompt_texts(cfg.data.source, cfg.data.prompt_column, cfg.data.split)
+    stream = PromptStream(texts, tokenizer, cfg.data.max_prompt_tokens, cfg.data.long_prompts, cfg.run.seed)
+    prepare_run_dir(run_dir, cfg, resume, overwrite)
+    writer = MetricsWriter(run_dir, cfg.run.name)
+    rows: list[dict] = []
+    with ray_session(cfg.ray):
+        roles = start_roles(cfg)
+        try:
+            run = RunState(cfg, roles, stream, make_kl_controller(cfg.kl.controller, cfg.kl.coef, cfg.kl.target, cfg.kl.horizon),
+                           make_weight_sync(cfg.sync), probe_prompt(tokenizer))
+            bar = tqdm(total=cfg.run.iterations, initial=run.iteration, desc=cfg.run.name, disable=not progress,
+                       unit="iter", dynamic_ncols=True)
+            while run.iteration < cfg.run.iterations:
+                row = run_iteration(run)
+                writer.write(row)
+                rows.append(row)
+                bar.update(1)
+                bar.set_postfix(reward=f"{row['reward/mean']:+.3f}", kl=f"{row['kl/mean']:.3f}",
+                                s=f"{row['timing/iteration']:.1f}")
+            bar.close()
+        finally:
+            writer.close()
+            roles.shutdown()
+    summary = summarize(rows)
+    (run_dir / "summary.json").write_text(__import__("json").dumps(summary, indent=2))
+    return summary
+
+
+def summarize(rows: list[dict], window: int = 3) -> dict:
+    """First vs last `window` iterations' mean reward with standard errors."""
+    if not rows:
+        return {}
+    def mean_se(rs):
+        v = np.array([r["reward/mean"] for r in rs], dtype=float)
+        return float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
+    first, last = rows[:window], rows[-window:]
+    (m0, s0), (m1, s1) = mean_se(first), mean_se(last)
+    return {"iterations": len(rows), "reward_first": m0, "reward_first_se": s0, "reward_last": m1,
+            "reward_last_se": s1, "kl_last": rows[-1]["kl/mean"],
+            "seconds_per_iteration": float(np.mean([r["timing/iteration"] for r in rows[1:] or rows]))}

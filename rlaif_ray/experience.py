@@ -1,0 +1,78 @@
+"""From a scored rollout batch to PPO training targets (pure; runs inside each learner).
+
+    scores        = labeler rewards (non-finite ones dropped: their rows leave the update)
+    token_rewards = score on the last token − β·KL_t on every token   (KL in the reward)
+                  = score on the last token                          (KL in the loss)
+    advantages, returns = estimator(token_rewards, values, mask)      (ppo / grpo / rloo / reinforce_pp)
+
+Every learner computes this over the whole batch (it is a few kB of arithmetic): group
+baselines and whitening need all rows, and no extra actor or round trip is needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from rlaif_ray.algorithms import AdvantageInputs, estimate_advantages, kl_shaped_rewards, masked_mean
+from rlaif_ray.batch import RolloutBatch
+from rlaif_ray.config import RunConfig
+
+
+@dataclass
+class Experience:
+    batch: RolloutBatch
+    mask: torch.Tensor          # (B, T) 1 on response tokens of rows kept for the update
+    old_logp: torch.Tensor      # (B, T) log π_old(a_t | s_t), recomputed by the learner
+    ref_logp: torch.Tensor      # (B, T) log π_ref(a_t | s_t)
+    values: torch.Tensor | None  # (B, T) V_old(s_t) (PPO), else None
+    advantages: torch.Tensor    # (B, T)
+    returns: torch.Tensor | None  # (B, T) value targets (PPO), else None
+
+
+def build_experience(cfg: RunConfig, batch: RolloutBatch, rewards: np.ndarray, ref_logp: np.ndarray,
+                     old_logp: np.ndarray, values: np.ndarray | None, entropy: np.ndarray,
+                     kl_coef: float) -> tuple[Experience, dict]:
+    """Shape rewards with the KL penalty and estimate advantages; returns (experience, stats)."""
+    mask = torch.from_numpy(batch.response_mask())
+    scores = torch.from_numpy(np.asarray(rewards, dtype=np.float32))
+    finite = torch.isfinite(scores)
+    empty = torch.from_numpy(batch.response_lens == 0)
+    keep = finite & ~empty
+    mask = mask * keep[:, None].float()
+    scores = torch.where(finite, scores, torch.zeros_like(scores))
+    if cfg.reward.objective == "paper":
+        scores = (1.0 - kl_coef) * scores
+    old = torch.from_numpy(old_logp)
+    ref = torch.from_numpy(ref_logp)
+    beta_in_reward = kl_coef if cfg.kl.placement == "reward" else 0.0
+    token_rewards, kl = kl_shaped_rewards(scores, old, ref, mask, beta_in_reward, cfg.kl.estimator)
+    if cfg.kl.placement == "loss":  # still measure the KL for metrics and the controller
+        _, kl = kl_shaped_rewards(scores, old, ref, mask, 1.0, cfg.kl.estimator)
+    v = torch.from_numpy(values) if values is not None else None
+    adv, ret = estimate_advantages(cfg.ppo.algorithm, AdvantageInputs(
+        token_rewards=token_rewards, mask=mask, values=v,
+        group_size=cfg.rollout.sampling.samples_per_prompt, gamma=cfg.ppo.gamma, lam=cfg.ppo.lam))
+    adv = adv * mask
+    seq_kl = kl.sum(-1)
+    kept = keep.float()
+    n_kept = max(float(kept.sum()), 1.0)
+    raw = torch.from_numpy(np.asarray(rewards, dtype=np.float32))[finite]
+    stats = {
+        "reward/mean": float(raw.mean()) if raw.numel() else float("nan"),
+        "reward/std": float(raw.std(unbiased=False)) if raw.numel() else float("nan"),
+        "kl/mean": float((seq_kl * kept).sum() / n_kept),
+        "kl/token_mean": float(masked_mean(kl, mask)),
+        "kl/coef": float(kl_coef),
+        "entropy": float(masked_mean(torch.from_numpy(entropy), mask)),
+        "advantages/mean": float(masked_mean(adv, mask)),
+        "response_length/mean": float(batch.response_lens.mean()) if len(batch) else 0.0,
+        "data/nonfinite_rewards": int((~finite).sum()),
+        "data/empty_responses": int(empty.sum()),
+        "data/samples": len(batch),
+    }
+    if ret is not None:
+        stats["returns/mean"] = float(masked_mean(ret, mask))
+    return Experience(batch, mask, old, ref, v, adv, ret), stats

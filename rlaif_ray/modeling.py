@@ -1,0 +1,107 @@
+"""Model-side helpers shared by the learner, the reference scorer and the probe.
+
+Plain `transformers` models; no Ray here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+from rlaif_ray.algorithms import entropy_from_logits
+from rlaif_ray.batch import RolloutBatch, gather_response, model_inputs
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def load_causal_lm(name_or_path: str, dtype: str = "float32", trust_remote_code: bool = False):
+    """`from_pretrained` by hub name or local path (the ordinary HF loading path)."""
+    return AutoModelForCausalLM.from_pretrained(
+        name_or_path, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
+    return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+
+
+class Critic(nn.Module):
+    """Value model: the policy's transformer body and a scalar head per position.
+
+    V(s_t) for every position; initialised from the policy's body (a common PPO choice: the
+    critic starts with the policy's features), the head at zero so initial values are 0.
+    """
+
+    def __init__(self, name_or_path: str, dtype: str = "float32", trust_remote_code: bool = False):
+        super().__init__()
+        self.body = AutoModel.from_pretrained(name_or_path, dtype=DTYPES[dtype],
+                                              trust_remote_code=trust_remote_code)
+        self.head = nn.Linear(self.body.config.hidden_size, 1, dtype=DTYPES[dtype])
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, input_ids, attention_mask):
+        hidden = self.body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.head(hidden).squeeze(-1)  # (B, L)
+
+    def save(self, out_dir: str | Path) -> None:
+        out_dir = Path(out_dir)
+        self.body.save_pretrained(out_dir)
+        torch.save(self.head.state_dict(), out_dir / "value_head.pt")
+
+
+def response_logprobs(model, batch: RolloutBatch, temperature: float = 1.0,
+                      with_entropy: bool = False):
+    """Teacher-forced log π(a_t | s_t) of the batch's responses.
+
+    Returns logp (B, T) and, if asked, entropy (B, T) of π(· | s_t); both 0 on padding.
+    Logits are divided by the sampling temperature so they describe the distribution the
+    rollout engine actually sampled from (vLLM's processed logprobs).
+    """
+    device = next(model.parameters()).device
+    ids, attn = (t.to(device) for t in model_inputs(batch))
+    logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float() / temperature
+    logp_all = torch.log_softmax(logits, dim=-1)                       # (B, L-1, V)
+    targets = ids[:, 1:]                                                # (B, L-1)
+    token_logp = logp_all.gather(-1, targets[..., None]).squeeze(-1)   # (B, L-1)
+    mask = torch.from_numpy(batch.response_mask()).to(device)
+    logp = gather_response(token_logp, batch) * mask
+    if not with_entropy:
+        return logp
+    ent = gather_response(entropy_from_logits(logits), batch) * mask
+    return logp, ent
+
+
+def response_values(critic: Critic, batch: RolloutBatch) -> torch.Tensor:
+    """V(s_t) (B, T): the value of the state *before* each response token, 0 on padding."""
+    device = next(critic.parameters()).device
+    ids, attn = (t.to(device) for t in model_inputs(batch))
+    values = critic(ids, attn)[:, :-1]
+    return gather_response(values, batch) * torch.from_numpy(batch.response_mask()).to(device)
+
+
+@torch.no_grad()
+def batched_response_logprobs(model, batch: RolloutBatch, chunk: int, temperature: float = 1.0):
+    """`response_logprobs` in chunks of rows (bounded activation memory), as numpy."""
+    parts = []
+    for start in range(0, len(batch), chunk):
+        rows = list(range(start, min(start + chunk, len(batch))))
+        parts.append(response_logprobs(model, batch.select(rows), temperature).float().cpu().numpy())
+    return _stack_rows(parts, batch.max_response_len)
+
+
+@torch.no_grad()
+def batched_response_values(critic: Critic, batch: RolloutBatch, chunk: int):
+    parts = []
+    for start in range(0, len(batch), chunk):
+        rows = list(range(start, min(start + chunk, len(batch))))
+        parts.append(response_values(critic, batch.select(rows)).float().cpu().numpy())
+    return _stack_rows(parts, batch.max_response_len)
+
+
+def _stack_rows(parts, width):
+    import numpy as np
+
+    return np.concatenate(parts).astype("float32") if parts else np.zeros((0, width), "float32")

@@ -1,0 +1,24 @@
+"""Checks that need no Ray: run before any actor starts, so bad input fails in seconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rlaif_ray.config import ConfigError, RunConfig
+
+
+def check_model_ref(field: str, ref: str) -> None:
+    """A local path must exist and hold a config.json; anything else must look like a hub name."""
+    path = Path(ref)
+    looks_local = ref.startswith((".", "/", "~")) or path.exists() or ref.count("/") > 1
+    if looks_local:
+        if not path.expanduser().exists():
+            raise ConfigError(f"{field}: model path {ref} does not exist "
+                              f"(build the tiny models with `rlaif-ray make-tiny-models DIR`, or give a hub name)")
+        if not (path.expanduser() / "config.json").exists():
+            raise ConfigError(f"{field}: {ref} is not a Hugging Face model folder (no config.json)")
+
+
+def check_models(cfg: RunConfig) -> None:
+    check_model_ref("model.policy", cfg.model.policy)
+    check_model_ref("model.labeler", cfg.model.labeler)

@@ -1,0 +1,63 @@
+"""A run directory: its config, metrics (JSONL + TensorBoard) and the guard against mixing runs."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+from rlaif_ray.config import RunConfig, dump_config
+
+
+class RunDirError(ValueError):
+    pass
+
+
+def prepare_run_dir(run_dir: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> None:
+    """Create the run dir, or refuse one that already holds a different run.
+
+    Nothing is deleted unless `overwrite` is given; `resume` needs an existing run.
+    """
+    config_file = run_dir / "config.yaml"
+    if resume:
+        if not config_file.exists():
+            raise RunDirError(f"--resume {run_dir}: no run there (config.yaml missing)")
+        return
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise RunDirError(f"run dir {run_dir} already holds a run; pass --resume to continue it "
+                              f"or --overwrite to replace it (nothing was changed)")
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_file.write_text(dump_config(cfg))
+
+
+class MetricsWriter:
+    """Appends one JSON object per iteration to metrics.jsonl and mirrors scalars to TensorBoard."""
+
+    def __init__(self, run_dir: Path, name: str):
+        self.path = run_dir / "metrics.jsonl"
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"), comment=name)
+
+    def write(self, row: dict) -> None:
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+        with self.path.open("a") as f:
+            f.write(json.dumps(clean) + "\n")
+        step = int(row["iteration"])
+        for k, v in row.items():
+            if isinstance(v, (int, float)) and k != "iteration":
+                self.tb.add_scalar(k, v, step)
+        self.tb.flush()
+
+    def close(self) -> None:
+        self.tb.close()
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
