@@ -159,14 +159,14 @@ class LearnerWorker:
             loss = loss + self.kl_coef * kl_penalty_loss(logp, exp.ref_logp[rows].to(dev), mask, self.cfg.kl.estimator)
         self.policy.backward(loss)
         self.policy.step()
-        stats = {"loss/policy": float(pg_loss), "clipfrac": float(st["clipfrac"]),
+        stats = {"loss/policy": pg_loss.item(), "clipfrac": float(st["clipfrac"]),
                  "approx_kl": float(st["approx_kl"])}
         if self.critic is not None:
             v = response_values(self.critic, sub)
             vloss = ppo_value_loss(v, exp.values[rows].to(dev), exp.returns[rows].to(dev), mask, p.value_clip)
             self.critic.backward(p.value_coef * vloss)
             self.critic.step()
-            stats["loss/value"] = float(vloss)
+            stats["loss/value"] = vloss.item()
         return stats
 
     # ----------------------------------------------------------------- weight sync support

@@ -15,6 +15,7 @@ import ray
 from actors.engine import build_llm, load_weight_buckets
 from rlaif_ray.batch import RolloutBatch, build_shard
 from rlaif_ray.config import RunConfig
+from rlaif_ray.probe import PROBE_NEW_TOKENS, PROBE_PROMPT_TOKENS
 
 
 class RolloutActor:
@@ -24,7 +25,8 @@ class RolloutActor:
         self.name = f"rollout-{rank}"
         self.llm = build_llm(cfg.model.policy, cfg.model, cfg.rollout.kv_cache_mib,
                              cfg.rollout.gpu_memory_utilization, seed=cfg.run.seed + rank,
-                             max_model_len=cfg.data.max_prompt_tokens + cfg.rollout.sampling.max_new_tokens + 8)
+                             max_model_len=max(cfg.data.max_prompt_tokens + cfg.rollout.sampling.max_new_tokens,
+                                               PROBE_PROMPT_TOKENS + PROBE_NEW_TOKENS))
         self.tokenizer = self.llm.get_tokenizer()
         self.policy_version = 0
 

@@ -52,6 +52,9 @@ import torch
 
 from rlaif_ray import toy_task
 from rlaif_ray.labeler import (
+    PREAMBLES,
+    TASKS,
+    build_cot_prompt,
     build_direct_prompt,
     build_pairwise_prompt,
     candidate_probs,
@@ -67,6 +70,7 @@ __all__ = [
     "build_tiny_models",
     "ensure_tiny_models",
     "inputs_hash",
+    "labeler_candidate_probs",
     "train_tokenizer",
     "tokenizer_corpus",
     "main_make_tiny_models",
@@ -123,7 +127,7 @@ N_LABELER_EXAMPLES = 8000  # = steps · batch: one pass, no example seen twice
 PAIRWISE_SHARE = 0.25
 N_EVAL_DIRECT = 300
 N_EVAL_PAIRS = 200
-N_POLICY_SAMPLES = 128
+N_POLICY_SAMPLES = 256
 
 
 def _log(quiet: bool, msg: str) -> None:
@@ -172,9 +176,15 @@ def tokenizer_corpus(seed: int = 0) -> list[str]:
     """The texts the BPE tokenizer is trained on: SFT pairs and labeler prompts+answers."""
     texts = [p + " " + r for p, r in toy_task.sft_pairs(2000, seed)]
     texts += [q + a for q, a in _labeler_examples(2000, seed, "train")]
-    # Each prompt template and the candidate strings, so other tasks/preambles stay compact.
-    texts += [build_direct_prompt("x", "y", preamble="detailed")] * 20
-    texts += [build_pairwise_prompt("x", "y", "z", preamble="detailed")] * 20
+    # Every task's and preamble's template (a few times each, so BPE merges their words):
+    # prompts for other tasks, detailed preambles and chain of thought stay compact.
+    for task in TASKS:
+        for preamble in PREAMBLES:
+            texts += [build_direct_prompt("x", "y", task=task, preamble=preamble),
+                      build_pairwise_prompt("x", "y", "z", task=task, preamble=preamble),
+                      build_cot_prompt("x", "y", task=task, preamble=preamble),
+                      build_cot_prompt("x", "y", "z", kind="pairwise", task=task,
+                                       preamble=preamble)] * 5
     texts += [c for c in direct_candidate_strings() for _ in range(50)]
     return texts
 
@@ -485,9 +495,12 @@ def build_tiny_models(out_dir: str | Path, seed: int = 0, *, quiet: bool = False
     t_start = time.perf_counter()
     prev_threads = torch.get_num_threads()
     prev_verbosity = hf_logging.get_verbosity()
+    prev_bars = hf_logging.is_progress_bar_enabled()
     # Fixed thread count: float reductions (hence the weights) depend on it.
     torch.set_num_threads(min(2, os.cpu_count() or 1))
+    # Our own progress lines only: no per-save "Writing model shards" bars or warnings.
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     timings: dict[str, float] = {}
     try:
         t = time.perf_counter()
@@ -538,11 +551,13 @@ def build_tiny_models(out_dir: str | Path, seed: int = 0, *, quiet: bool = False
         paths["report"].write_text(json.dumps(report, indent=2) + "\n")
         # Last: a folder without this file is incomplete and gets rebuilt.
         (out_dir / COMPLETE_FILE).write_text(report["inputs_hash"] + "\n")
-        _log(quiet, f"done in {timings['total_s']:.0f}s -> {out_dir}")
+        _log(quiet, f"built in {timings['total_s']:.0f}s")
         return paths
     finally:
         torch.set_num_threads(prev_threads)
         hf_logging.set_verbosity(prev_verbosity)
+        if prev_bars:
+            hf_logging.enable_progress_bar()
 
 
 def _is_complete(out_dir: Path, want: str) -> bool:

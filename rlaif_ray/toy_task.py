@@ -13,8 +13,8 @@ that come from the BRIGHT set rather than the DULL set:
 A policy moves this score only by *which* adjectives it picks, not by how long it talks:
 the fraction does not grow with length, and empty, one-word or adjective-free answers get
 the worst score. The SFT corpus that initialises the policy picks each adjective bright
-with probability ``SFT_BRIGHT_P`` = 0.25, so the initial policy scores about 2·0.25 − 1
-= −0.5 on average, with a wide spread (sentences carry 1–3 adjectives).
+with probability ``SFT_BRIGHT_P`` = 0.3, so the initial policy scores about 2·0.3 − 1
+= −0.4 on average, with a wide spread (sentences carry 1–3 adjectives).
 
 ``rule_label`` maps the score to the 1..10 grade the AI labeler is trained to give:
 label = 1 + round(9·(score + 1)/2), so −1 → 1, 0 → 6 (5.5 rounds half up), 1 → 10.
@@ -80,7 +80,7 @@ RESPONSE_TEMPLATES: tuple[str, ...] = (
 
 MIN_WORDS = 3
 """Responses with fewer words than this score −1 (no reward for saying nothing)."""
-SFT_BRIGHT_P = 0.25
+SFT_BRIGHT_P = 0.3
 """Chance that an adjective in the policy's SFT corpus is bright: sets the start score."""
 HELDOUT_FRACTION = 0.2
 """Share of the (template, noun) prompt combinations kept for the held-out split."""

@@ -17,20 +17,10 @@ from rlaif_ray.driver.sync import make_weight_sync
 from rlaif_ray.driver.train import RunState, run_iteration
 from rlaif_ray.modeling import load_tokenizer
 from rlaif_ray.preflight import check_models
+from rlaif_ray.probe import probe_prompt
 from rlaif_ray.run_dir import MetricsWriter, prepare_run_dir
 
 log = logging.getLogger("rlaif_ray")
-
-PROBE_TEXT = "The quick brown fox jumps over the lazy dog near the quiet river bank. "
-PROBE_TOKENS = 136  # > one 128-token KV block on CPU, so the probe's prefix is really cached
-
-
-def probe_prompt(tokenizer) -> list[int]:
-    ids: list[int] = []
-    while len(ids) < PROBE_TOKENS:
-        ids += tokenizer(PROBE_TEXT, add_special_tokens=False)["input_ids"]
-    return ids[:PROBE_TOKENS]
-
 
 def train_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, overwrite: bool = False,
               progress: bool = True) -> dict:

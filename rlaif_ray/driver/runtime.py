@@ -14,7 +14,9 @@ from rlaif_ray.config import RayInit
 # and passed as the actors' runtime_env (not read anywhere else):
 # - VLLM_ENABLE_V1_MULTIPROCESSING=0: vLLM's engine core stays in the actor process.
 # - TOKENIZERS_PARALLELISM=false: Rust tokenizer threads fight the engines for the few cores.
-ACTOR_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "TOKENIZERS_PARALLELISM": "false"}
+# - TRANSFORMERS_VERBOSITY=error: per-actor load reports would bury the run's own output.
+ACTOR_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "TOKENIZERS_PARALLELISM": "false",
+             "TRANSFORMERS_VERBOSITY": "error"}
 
 
 def actor_env(ray_cfg: RayInit) -> dict[str, str]:

@@ -21,6 +21,7 @@ from rlaif_ray.data import Prompt, PromptStream
 from rlaif_ray.driver.pools import ActorFailed, ActorPool, get_with_timeout
 from rlaif_ray.driver.roles import Roles
 from rlaif_ray.driver.sync import WeightSync
+from rlaif_ray.probe import PROBE_NEW_TOKENS
 
 
 @dataclass
@@ -136,7 +137,7 @@ def probe(run: RunState) -> dict:
     """Max |logprob difference| between rollout engine 0 and the learner on a fixed prompt."""
     timeout = run.cfg.sync.timeout_s
     tokens, engine_logp = get_with_timeout(
-        run.roles.rollout.actors[0].probe.remote(run.probe_prompt, 8, run.cfg.run.seed), timeout, "rollout-0", "probe")
+        run.roles.rollout.actors[0].probe.remote(run.probe_prompt, PROBE_NEW_TOKENS, run.cfg.run.seed), timeout, "rollout-0", "probe")
     learner_logp = get_with_timeout(run.roles.learners.actors[0].probe_logprobs.remote(run.probe_prompt, tokens),
                                     timeout, "learner-0", "probe")
     return {"sync/max_logprob_diff": float(np.max(np.abs(np.asarray(engine_logp) - np.asarray(learner_logp))))}

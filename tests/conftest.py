@@ -1,0 +1,42 @@
+"""Shared fixtures: the repo root, the cached tiny models, and the `gpu` marker's skip.
+
+The tiny models are built once into ``<repo>/.cache/tiny-models`` (git-ignored) and reused
+by later runs; ``ensure_tiny_models`` locks, so parallel pytest processes build it once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TINY_MODELS_DIR = REPO_ROOT / ".cache" / "tiny-models"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not any(item.get_closest_marker("gpu") for item in items):
+        return
+    import torch  # only when a gpu test was collected: keeps collection fast
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The repository root (the folder holding pyproject.toml)."""
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def tiny_models() -> dict[str, Path]:
+    """{"policy", "labeler", "reward_backbone", "root", "report"} → Path, built on first use
+    (about 1.5 minutes on 2 cores) and cached across runs."""
+    from rlaif_ray.tiny_models import ensure_tiny_models
+
+    return ensure_tiny_models(TINY_MODELS_DIR, seed=0)
