@@ -41,7 +41,7 @@ def build_llm(model_path: str, model: ModelSection, kv_cache_mib: int, gpu_memor
     return LLM(**kwargs)
 
 
-def load_weight_buckets(llm, bucket_refs: list) -> None:
+def load_weight_buckets(llm, bucket_refs: list, reset_prefix_cache: bool = True) -> None:
     """Load a full state dict, sent as object-store buckets, into the live engine.
 
     `reload_weights` gets every tensor in one call because vLLM fuses q/k/v and gate/up:
@@ -53,7 +53,8 @@ def load_weight_buckets(llm, bucket_refs: list) -> None:
         tensors.extend(unpack_bucket(bucket))
     llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(tensors),
                                                   "is_checkpoint_format": True})
-    llm.reset_prefix_cache()
+    if reset_prefix_cache:
+        llm.reset_prefix_cache()
 
 
 def _max_positions(model_path: str, trust_remote_code: bool) -> int:

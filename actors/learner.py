@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from pathlib import Path
 
 import numpy as np
 import ray
@@ -19,6 +20,7 @@ from rlaif_ray.algorithms import kl_penalty_loss, masked_mean, ppo_policy_loss, 
 from rlaif_ray.batch import RolloutBatch, build_shard
 from rlaif_ray.config import RunConfig
 from rlaif_ray.experience import build_experience
+from rlaif_ray.rewards import function_rewards
 from rlaif_ray.modeling import (Critic, batched_response_values, load_causal_lm, response_logprobs,
                                 response_values)
 from rlaif_ray.weights import pack_state_dict
@@ -112,12 +114,17 @@ class LearnerWorker:
         """Assemble the whole scored batch and compute advantages; keeps it for `train`."""
         start = time.perf_counter()
         batch = RolloutBatch.concat(ray.get(list(shard_refs)))
-        rewards = np.concatenate(ray.get(list(reward_refs)))
+        per_source = {}
+        for source in self.cfg.reward.sources:
+            if source.kind == "labeler_direct":
+                per_source[source.label] = np.concatenate(ray.get(list(reward_refs)))
+            else:
+                per_source[source.label] = function_rewards(source, batch.prompts, batch.responses)
         ref_logp = np.concatenate(ray.get(list(ref_logp_refs)))
         olds = ray.get(list(old_refs))
         values = np.concatenate([o["values"] for o in olds]) if self.critic is not None else None
         self.exp, stats = build_experience(
-            self.cfg, batch, rewards, ref_logp, np.concatenate([o["old_logp"] for o in olds]),
+            self.cfg, batch, per_source, ref_logp, np.concatenate([o["old_logp"] for o in olds]),
             values, np.concatenate([o["entropy"] for o in olds]), kl_coef)
         self.kl_coef, self.iteration = kl_coef, iteration
         stats["seconds"] = time.perf_counter() - start
@@ -169,6 +176,28 @@ class LearnerWorker:
             stats["loss/value"] = vloss.item()
         return stats
 
+    # ----------------------------------------------------------------- checkpoints
+
+    def save_checkpoint(self, directory: str, tokenizer_source: str) -> None:
+        """All ranks: DeepSpeed state (weights, optimiser) of policy and critic; rank 0 also
+        exports the policy in HF format. Collective: call on every rank."""
+        directory = Path(directory)
+        self.policy.save_checkpoint(str(directory / "learner"), tag="policy")
+        if self.critic is not None:
+            self.critic.save_checkpoint(str(directory / "learner"), tag="critic")
+        named = self.named_weights()
+        if self.rank == 0:
+            from transformers import AutoTokenizer
+
+            self.policy.module.save_pretrained(directory / "hf", state_dict=dict(named))
+            AutoTokenizer.from_pretrained(tokenizer_source).save_pretrained(directory / "hf")
+
+    def load_checkpoint(self, directory: str) -> None:
+        directory = Path(directory) / "learner"
+        self.policy.load_checkpoint(str(directory), tag="policy")
+        if self.critic is not None:
+            self.critic.load_checkpoint(str(directory), tag="critic")
+
     # ----------------------------------------------------------------- weight sync support
 
     def named_weights(self):
@@ -195,6 +224,22 @@ class LearnerWorker:
                             len(token_ids), policy_version=-1)
         with torch.no_grad():
             return response_logprobs(self.policy, batch, 1.0)[0].float().cpu().tolist()
+
+
+    def generate_greedy(self, prompt_ids: list[list[int]], max_tokens: int) -> list[list[int]]:
+        """Greedy continuations with the learner's weights, never stopping at eos (like the
+        engines' `ignore_eos`), for checks against the rollout engines."""
+        module = self.policy.module
+        device = next(module.parameters()).device
+        outs = []
+        with torch.no_grad():
+            for p in prompt_ids:
+                ids = torch.tensor([p], device=device)
+                for _ in range(max_tokens):
+                    nxt = module(input_ids=ids).logits[:, -1].argmax(-1, keepdim=True)
+                    ids = torch.cat([ids, nxt], dim=1)
+                outs.append(ids[0, len(p):].tolist())
+        return outs
 
 
 def _cat(parts, width):

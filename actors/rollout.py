@@ -74,10 +74,13 @@ class RolloutActor:
         return shard, {"actor": self.name, "seconds": time.perf_counter() - start,
                        "tokens": int(shard.response_lens.sum())}
 
-    def load_weights(self, bucket_refs: list, policy_version: int) -> float:
-        """Load the learner's full weights into the live engine; returns seconds taken."""
+    def load_weights(self, bucket_refs: list, policy_version: int, reset_prefix_cache: bool = True) -> float:
+        """Load the learner's full weights into the live engine; returns seconds taken.
+
+        `reset_prefix_cache=False` exists only to demonstrate (in tests) what the probe catches.
+        """
         start = time.perf_counter()
-        load_weight_buckets(self.llm, bucket_refs)
+        load_weight_buckets(self.llm, bucket_refs, reset_prefix_cache)
         self.policy_version = policy_version
         return time.perf_counter() - start
 
@@ -94,6 +97,15 @@ class RolloutActor:
                                 ignore_eos=True)
         o = self.llm.generate([TokensPrompt(prompt_token_ids=list(prompt_ids))], params, use_tqdm=False)[0].outputs[0]
         return list(o.token_ids), [lp[t].logprob for lp, t in zip(o.logprobs, o.token_ids)]
+
+    def generate_greedy(self, prompt_ids: list[list[int]], max_tokens: int) -> list[list[int]]:
+        """Greedy continuations (for checks against the learner)."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        params = SamplingParams(temperature=0.0, max_tokens=max_tokens, ignore_eos=True)
+        outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompt_ids], params, use_tqdm=False)
+        return [list(o.outputs[0].token_ids) for o in outs]
 
 
 def _sample_seed(run_seed: int, version: int, prompt_index: int, sample: int) -> int:

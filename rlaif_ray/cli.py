@@ -30,10 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="Run PPO with AI feedback (local mode, or inside a Ray job).")
-    _add_config_args(p)
+    p.add_argument("--config", help="Run YAML (e.g. configs/local.yaml); with --resume, defaults to RUN_DIR/config.yaml.")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="Dotted override, value parsed as YAML (repeatable): --set ppo.clip=0.1")
     p.add_argument("--run-dir", default=None, help="Where metrics and checkpoints go (default runs/<run.name>).")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--resume", action="store_true", help="Continue the run in --run-dir from its last checkpoint.")
+    g.add_argument("--resume", metavar="RUN_DIR", default=None,
+                   help="Continue the run in RUN_DIR from its last checkpoint (same prompts order and numbering).")
     g.add_argument("--overwrite", action="store_true", help="Replace whatever run is in --run-dir.")
     p.add_argument("--no-progress", action="store_true", help="No progress bar (logs only).")
 
@@ -55,11 +58,16 @@ def cmd_train(args) -> int:
 
     from rlaif_ray.driver.run import train_run
 
-    cfg = load_config(args.config, args.overrides)
-    run_dir = Path(args.run_dir or f"runs/{cfg.run.name}")
     if args.resume:
-        raise ConfigError("--resume: checkpoint resume is not available yet in this version")
-    summary = train_run(cfg, run_dir, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
+        run_dir = Path(args.resume)
+        cfg = load_config(args.config or run_dir / "config.yaml", args.overrides)
+    elif args.config:
+        cfg = load_config(args.config, args.overrides)
+        run_dir = Path(args.run_dir or f"runs/{cfg.run.name}")
+    else:
+        raise ConfigError("train: give --config FILE (or --resume RUN_DIR)")
+    summary = train_run(cfg, run_dir, resume=bool(args.resume), overwrite=args.overwrite,
+                        progress=not args.no_progress)
     print(f"done: {summary['iterations']} iterations in {run_dir}; mean reward first 3 "
           f"{summary['reward_first']:+.3f} ± {summary['reward_first_se']:.3f} → last 3 "
           f"{summary['reward_last']:+.3f} ± {summary['reward_last_se']:.3f}; final KL {summary['kl_last']:.3f}; "
@@ -91,13 +99,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     from rlaif_ray.data import DataError
-    from rlaif_ray.run_dir import RunDirError
+    from rlaif_ray.run_dir import RunDirError, RunStopped
 
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, DataError, RunDirError, FileNotFoundError) as err:
         print(f"rlaif-ray: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except RunStopped as err:
+        print(f"rlaif-ray: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -109,8 +109,23 @@ class LabelerSection(_Strict):
 
 
 class RewardSource(_Strict):
-    kind: Literal["labeler_direct"] = Field("labeler_direct", description="Where the reward comes from.")
-    weight: float = Field(1.0, description="Weight of this source in the summed reward.")
+    kind: Literal["labeler_direct", "function"] = Field(
+        "labeler_direct", description="labeler_direct: the AI labeler's score; function: a Python function of (prompt, response).")
+    weight: float = Field(1.0, description="Weight of this source in the summed reward (0: logged only, e.g. a ground-truth check).")
+    function: str | None = Field(None, description="For kind function: 'package.module:function' returning a float.")
+    name: str | None = Field(None, description="Metric name of this source (default: its kind, or the function's name).")
+
+    @model_validator(mode="after")
+    def _function_needs_path(self) -> "RewardSource":
+        if self.kind == "function" and (not self.function or ":" not in self.function):
+            raise ValueError("function: kind function needs function: 'package.module:function'")
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        return self.function.split(":")[1] if self.kind == "function" else self.kind
 
 
 class RewardSection(_Strict):
@@ -166,18 +181,18 @@ class SyncSection(_Strict):
 class RunConfig(_Strict):
     """The whole run. Sections mirror the roles of the system."""
 
-    run: RunSection = Field(default_factory=RunSection)
-    ray: RayInit = Field(default_factory=RayInit)
-    model: ModelSection
-    data: DataSection
-    rollout: RolloutSection = Field(default_factory=RolloutSection)
-    labeler: LabelerSection = Field(default_factory=LabelerSection)
-    reward: RewardSection = Field(default_factory=RewardSection)
-    reference: ReferenceSection = Field(default_factory=ReferenceSection)
-    learner: LearnerSection = Field(default_factory=LearnerSection)
-    ppo: PPOSection = Field(default_factory=PPOSection)
-    kl: KLSection = Field(default_factory=KLSection)
-    sync: SyncSection = Field(default_factory=SyncSection)
+    run: RunSection = Field(default_factory=RunSection, description="Run length, seed, checkpoints and fault tolerance.")
+    ray: RayInit = Field(default_factory=RayInit, description="How Ray is started or joined.")
+    model: ModelSection = Field(..., description="Policy and labeler models.")
+    data: DataSection = Field(..., description="Prompt dataset and tokenization limits.")
+    rollout: RolloutSection = Field(default_factory=RolloutSection, description="vLLM rollout actors and sampling.")
+    labeler: LabelerSection = Field(default_factory=LabelerSection, description="AI labeler actors and prompts.")
+    reward: RewardSection = Field(default_factory=RewardSection, description="Reward sources and objective.")
+    reference: ReferenceSection = Field(default_factory=ReferenceSection, description="Reference-policy scorer.")
+    learner: LearnerSection = Field(default_factory=LearnerSection, description="DeepSpeed learner workers and optimiser.")
+    ppo: PPOSection = Field(default_factory=PPOSection, description="Advantage estimator and PPO loss settings.")
+    kl: KLSection = Field(default_factory=KLSection, description="KL penalty to the reference policy.")
+    sync: SyncSection = Field(default_factory=SyncSection, description="Weight sync from learners to rollout engines.")
 
     @model_validator(mode="after")
     def _cross_field(self) -> "RunConfig":
@@ -196,6 +211,10 @@ class RunConfig(_Strict):
         return self.ppo.algorithm == "ppo"
 
     @property
+    def uses_labeler(self) -> bool:
+        return any(s.kind == "labeler_direct" for s in self.reward.sources)
+
+    @property
     def uses_gpus(self) -> bool:
         return self.learner.resources.num_gpus > 0
 
@@ -207,8 +226,12 @@ class RunConfig(_Strict):
 
 
 def _cross_field_errors(c: RunConfig):
-    direct = any(s.kind == "labeler_direct" for s in c.reward.sources)
-    if direct and (c.labeler.score_min, c.labeler.score_max) != (1, 10):
+    labels = [s.label for s in c.reward.sources]
+    if len(set(labels)) != len(labels):
+        yield f"reward.sources: source names must be unique, got {labels}"
+    if not any(s.weight for s in c.reward.sources):
+        yield "reward.sources: at least one source needs a non-zero weight"
+    if c.uses_labeler and (c.labeler.score_min, c.labeler.score_max) != (1, 10):
         yield (f"labeler.score_min/score_max: direct RLAIF rewards need the score range 1..10, "
                f"got {c.labeler.score_min}..{c.labeler.score_max}")
     if c.ppo.algorithm in ("grpo", "rloo") and c.rollout.sampling.samples_per_prompt < 2:

@@ -19,6 +19,7 @@ import torch
 from rlaif_ray.algorithms import AdvantageInputs, estimate_advantages, kl_shaped_rewards, masked_mean
 from rlaif_ray.batch import RolloutBatch
 from rlaif_ray.config import RunConfig
+from rlaif_ray.rewards import combine_rewards
 
 
 @dataclass
@@ -32,10 +33,14 @@ class Experience:
     returns: torch.Tensor | None  # (B, T) value targets (PPO), else None
 
 
-def build_experience(cfg: RunConfig, batch: RolloutBatch, rewards: np.ndarray, ref_logp: np.ndarray,
-                     old_logp: np.ndarray, values: np.ndarray | None, entropy: np.ndarray,
-                     kl_coef: float) -> tuple[Experience, dict]:
-    """Shape rewards with the KL penalty and estimate advantages; returns (experience, stats)."""
+def build_experience(cfg: RunConfig, batch: RolloutBatch, source_rewards: dict[str, np.ndarray],
+                     ref_logp: np.ndarray, old_logp: np.ndarray, values: np.ndarray | None,
+                     entropy: np.ndarray, kl_coef: float) -> tuple[Experience, dict]:
+    """Sum the reward sources, shape with the KL penalty and estimate advantages.
+
+    `source_rewards` maps each source's name to its (B,) rewards; returns (experience, stats).
+    """
+    rewards, source_stats = combine_rewards(cfg.reward.sources, source_rewards)
     mask = torch.from_numpy(batch.response_mask())
     scores = torch.from_numpy(np.asarray(rewards, dtype=np.float32))
     finite = torch.isfinite(scores)
@@ -73,6 +78,7 @@ def build_experience(cfg: RunConfig, batch: RolloutBatch, rewards: np.ndarray, r
         "data/empty_responses": int(empty.sum()),
         "data/samples": len(batch),
     }
+    stats.update(source_stats)
     if ret is not None:
         stats["returns/mean"] = float(masked_mean(ret, mask))
     return Experience(batch, mask, old, ref, v, adv, ret), stats

@@ -11,7 +11,11 @@ from rlaif_ray.config import RunConfig, dump_config
 
 
 class RunDirError(ValueError):
-    pass
+    """A run dir that cannot be used as asked (refused before anything is written)."""
+
+
+class RunStopped(RuntimeError):
+    """The run could not go on (e.g. a learner died); the message says how to resume."""
 
 
 def prepare_run_dir(run_dir: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> None:
@@ -61,3 +65,16 @@ def read_metrics(run_dir: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def rewrite_metrics(run_dir: Path, keep: list[dict], discarded: list[dict]) -> None:
+    """Keep `keep` in metrics.jsonl; rows of iterations that will be redone are moved (not
+    deleted) to metrics.discarded.jsonl."""
+    run_dir = Path(run_dir)
+    if discarded:
+        with (run_dir / "metrics.discarded.jsonl").open("a") as f:
+            for row in discarded:
+                f.write(json.dumps(row) + "\n")
+    tmp = run_dir / "metrics.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
+    tmp.replace(run_dir / "metrics.jsonl")

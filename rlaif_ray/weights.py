@@ -52,8 +52,16 @@ def plan_buckets(sizes: list[int], bucket_bytes: int) -> list[list[int]]:
 def pack_bucket(named: list[tuple[str, torch.Tensor]]) -> WeightBucket:
     """Copy tensors into one flat uint8 buffer."""
     sizes = [t.numel() * t.element_size() for _, t in named]
-    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int).tolist() if named else []
-    data = np.empty(sum(sizes), dtype=np.uint8)
+    # Each tensor starts at a multiple of its element size: torch views a uint8 slice as a
+    # wider dtype only at an aligned offset (e.g. 3 bf16 values, then a float32 at byte 6,
+    # fails to unpack). Same-dtype buckets get no padding.
+    offsets, end = [], 0
+    for (_, t), size in zip(named, sizes):
+        align = t.element_size()
+        end = -(-end // align) * align
+        offsets.append(end)
+        end += size
+    data = np.empty(end, dtype=np.uint8)
     for (_, t), off, size in zip(named, offsets, sizes):
         flat = t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)
         data[off: off + size] = flat.numpy()

@@ -12,12 +12,12 @@ from rlaif_ray.driver.runtime import actor_env
 @dataclass
 class Roles:
     rollout: ActorPool
-    labeler: ActorPool
+    labeler: ActorPool | None    # None when no reward source needs the AI labeler
     reference: ActorPool
     learners: ActorPool
 
     def all(self) -> list[ActorPool]:
-        return [self.rollout, self.labeler, self.reference, self.learners]
+        return [p for p in (self.rollout, self.labeler, self.reference, self.learners) if p is not None]
 
     def shutdown(self) -> None:
         for pool in self.all():
@@ -40,8 +40,10 @@ def start_roles(cfg: RunConfig) -> Roles:
     setups = [a.setup.remote(addr, port) for a in learners.actors]
     rollout = ActorPool("rollout", RolloutActor, cfg.rollout.resources, cfg.rollout.num_actors,
                         lambda r: (cfg, r), env, timeout)
-    labeler = ActorPool("labeler", LabelerActor, cfg.labeler.resources, cfg.labeler.num_actors,
-                        lambda r: (cfg, r), env, timeout)
+    labeler = None
+    if cfg.uses_labeler:
+        labeler = ActorPool("labeler", LabelerActor, cfg.labeler.resources, cfg.labeler.num_actors,
+                            lambda r: (cfg, r), env, timeout)
     reference = ActorPool("reference", ReferenceActor, cfg.reference.resources, 1, lambda r: (cfg,), env, timeout)
     roles = Roles(rollout, labeler, reference, learners)
     for pool in roles.all():

@@ -9,8 +9,11 @@ import numpy as np
 from tqdm import tqdm
 
 from rlaif_ray.algorithms import make_kl_controller
+from rlaif_ray.checkpoint import latest_checkpoint
 from rlaif_ray.config import RunConfig
 from rlaif_ray.data import PromptStream, load_prompt_texts
+from rlaif_ray.driver.pools import ActorFailed
+from rlaif_ray.driver.resume import restore, save_checkpoint, should_checkpoint
 from rlaif_ray.driver.roles import start_roles
 from rlaif_ray.driver.runtime import ray_session
 from rlaif_ray.driver.sync import make_weight_sync
@@ -18,7 +21,7 @@ from rlaif_ray.driver.train import RunState, run_iteration
 from rlaif_ray.modeling import load_tokenizer
 from rlaif_ray.preflight import check_models
 from rlaif_ray.probe import probe_prompt
-from rlaif_ray.run_dir import MetricsWriter, prepare_run_dir
+from rlaif_ray.run_dir import MetricsWriter, RunStopped, prepare_run_dir
 
 log = logging.getLogger("rlaif_ray")
 
@@ -38,12 +41,17 @@ def train_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, overwri
         try:
             run = RunState(cfg, roles, stream, make_kl_controller(cfg.kl.controller, cfg.kl.coef, cfg.kl.target, cfg.kl.horizon),
                            make_weight_sync(cfg.sync), probe_prompt(tokenizer))
+            if resume:
+                restored = restore(run, run_dir)
+                log.warning("resumed from %s at iteration %d", restored, run.iteration)
             bar = tqdm(total=cfg.run.iterations, initial=run.iteration, desc=cfg.run.name, disable=not progress,
                        unit="iter", dynamic_ncols=True)
             while run.iteration < cfg.run.iterations:
-                row = run_iteration(run)
+                row = _iteration_or_stop(run, run_dir)
                 writer.write(row)
                 rows.append(row)
+                if should_checkpoint(run):
+                    save_checkpoint(run, run_dir)
                 bar.update(1)
                 bar.set_postfix(reward=f"{row['reward/mean']:+.3f}", kl=f"{row['kl/mean']:.3f}",
                                 s=f"{row['timing/iteration']:.1f}")
@@ -54,6 +62,19 @@ def train_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, overwri
     summary = summarize(rows)
     (run_dir / "summary.json").write_text(__import__("json").dumps(summary, indent=2))
     return summary
+
+
+def _iteration_or_stop(run: RunState, run_dir: Path) -> dict:
+    """A learner's death ends the run (its optimiser state is gone); say how to go on."""
+    try:
+        return run_iteration(run)
+    except ActorFailed as err:
+        if not err.actor.startswith("learner"):
+            raise
+        latest = latest_checkpoint(run_dir)
+        where = f"the last checkpoint is {latest.name}" if latest else "no checkpoint was written yet"
+        raise RunStopped(f"a learner worker failed at iteration {run.iteration + 1} ({err}); continue the run with "
+                         f"`rlaif-ray train --resume {run_dir}` ({where})") from None
 
 
 def summarize(rows: list[dict], window: int = 3) -> dict:

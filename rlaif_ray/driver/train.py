@@ -94,9 +94,9 @@ def generate(run: RunState, prompts: list[Prompt]) -> list:
 def score(run: RunState, shards: list) -> dict:
     """Labeler rewards ‖ reference logprobs ‖ learner old logprobs and values, concurrently."""
     lab = run.roles.labeler
-    groups = [list(g) for g in np.array_split(np.arange(len(shards)), len(lab.actors)) if len(g)]
+    groups = [list(g) for g in np.array_split(np.arange(len(shards)), len(lab.actors)) if len(g)] if lab else []
     reward_refs, reward_stats = [], []
-    for a, g in zip(lab.actors, groups):
+    for a, g in zip(lab.actors if lab else [], groups):
         r, s = a.direct_rewards.remote([shards[i] for i in g])
         reward_refs.append(r)
         reward_stats.append(s)
@@ -108,7 +108,7 @@ def score(run: RunState, shards: list) -> dict:
         reward_refs[i], reward_stats[i] = _await_or_redo(
             run, lab, i, (reward_refs[i], reward_stats[i]), retry, "direct_rewards", n_redone=0)
     timings = {
-        "timing/reward": max(s["seconds"] for s in ray.get(reward_stats)),
+        "timing/reward": max((s["seconds"] for s in ray.get(reward_stats)), default=0.0),
         "timing/reference": get_with_timeout(ref_stats, timeout, "reference", "logprobs")["seconds"],
         "timing/values": max(s["seconds"] for s in get_with_timeout(list(old_stats), timeout, "learner", "old logprobs")),
     }
@@ -183,6 +183,6 @@ def metrics_row(run: RunState, seconds: dict, score_timings: dict, exp: dict, tr
     row["data/truncated_prompts"] = run.stream.truncated
     row["data/dropped_prompts"] = run.stream.dropped
     row["data/position"] = run.stream.position
-    row["recovery/actor_restarts"] = run.roles.rollout.restarts + run.roles.labeler.restarts
+    row["recovery/actor_restarts"] = sum(p.restarts for p in (run.roles.rollout, run.roles.labeler) if p)
     row["recovery/redone_prompts"] = run.redone_prompts
     return row

@@ -1,0 +1,54 @@
+"""Reward sources and their weighted sum (pure).
+
+    r = Σ_k w_k · r_k      over `reward.sources`
+
+Each source's mean and std are reported as `reward/<name>/mean|std`. A source with weight 0
+is computed and logged but does not move the policy (e.g. a task's ground-truth score kept
+next to the labeler's opinion of it).
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import lru_cache
+
+import numpy as np
+
+from rlaif_ray.config import RewardSource
+
+
+@lru_cache(maxsize=None)
+def _resolve(path: str):
+    module, _, name = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"reward.sources: cannot import function {path!r}: {err}") from None
+
+
+def function_rewards(source: RewardSource, prompts: list[str], responses: list[str]) -> np.ndarray:
+    """(B,) float32 rewards of a `function` source: fn(prompt=..., response=...) or fn(response)."""
+    fn = _resolve(source.function)
+    out = []
+    for p, r in zip(prompts, responses):
+        try:
+            out.append(float(fn(prompt=p, response=r)))
+        except TypeError:
+            out.append(float(fn(r)))
+    return np.asarray(out, dtype=np.float32)
+
+
+def combine_rewards(sources: list[RewardSource], per_source: dict[str, np.ndarray]) -> tuple[np.ndarray, dict]:
+    """Weighted sum over sources; a non-finite value in a weighted source makes the total
+    non-finite (the sample is then dropped and counted downstream)."""
+    total = None
+    stats = {}
+    for s in sources:
+        r = np.asarray(per_source[s.label], dtype=np.float32)
+        finite = r[np.isfinite(r)]
+        stats[f"reward/{s.label}/mean"] = float(finite.mean()) if finite.size else float("nan")
+        stats[f"reward/{s.label}/std"] = float(finite.std()) if finite.size else float("nan")
+        if s.weight:
+            part = s.weight * r
+            total = part if total is None else total + part
+    return total, stats

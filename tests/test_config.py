@@ -1,0 +1,224 @@
+"""Run config: loading, field and cross-field validation, overrides, derived values, schema."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from rlaif_ray.config import (
+    ConfigError,
+    Resources,
+    apply_overrides,
+    config_from_dict,
+    describe_schema,
+    dump_config,
+    load_config,
+)
+
+LOCAL = "configs/local.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _repo_cwd(repo_root, monkeypatch):
+    monkeypatch.chdir(repo_root)
+
+
+def test_local_yaml_loads():
+    cfg = load_config(LOCAL)
+    assert cfg.run.name == "local"
+    assert cfg.ppo.algorithm == "ppo"
+    assert cfg.kl.coef == 0.02
+    # 16 prompts × 4 samples = 64; minibatch 32 divides 64 and is divisible by 2 learners.
+    assert cfg.samples_per_iteration == 64
+    # A dumped config validates back to the same config.
+    assert config_from_dict(__import__("yaml").safe_load(dump_config(cfg))) == cfg
+
+
+@pytest.mark.parametrize(
+    "override, path, why",
+    [
+        ("run.bogus=1", "run.bogus", "unknown key"),
+        ("bogus_section.x=1", "bogus_section", "unknown key"),
+        ("run.iterations=many", "run.iterations", "valid integer"),
+        ("rollout.num_actors=-1", "rollout.num_actors", "greater than or equal to 1"),
+        ("learner.resources.num_gpus=-0.5", "learner.resources.num_gpus", "greater than or equal to 0"),
+        ("ppo.clip=0", "ppo.clip", "greater than 0"),
+        ("ppo.clip=-0.1", "ppo.clip", "greater than 0"),
+        ("ppo.algorithm=dpo", "ppo.algorithm", "'ppo', 'grpo', 'rloo' or 'reinforce_pp'"),
+        ("reward.sources=[{kind: nope}]", "reward.sources.0.kind", "labeler_direct"),
+    ],
+)
+def test_field_errors_name_the_path(override, path, why):
+    with pytest.raises(ConfigError) as err:
+        load_config(LOCAL, [override])
+    msg = str(err.value)
+    assert msg.startswith(LOCAL + ":")  # names the file
+    assert re.search(rf"^{re.escape(path)}: .*{re.escape(why)}", msg, re.M), msg
+
+
+@pytest.mark.parametrize(
+    "overrides, path",
+    [
+        (["labeler.score_max=5"], "labeler.score_min/score_max"),
+        (["labeler.score_min=0"], "labeler.score_min/score_max"),
+        # 1 sample: 16 samples per iteration, so shrink the minibatch to isolate the rule.
+        (["ppo.algorithm=grpo", "rollout.sampling.samples_per_prompt=1", "ppo.minibatch_size=16"],
+         "rollout.sampling.samples_per_prompt"),
+        (["ppo.algorithm=rloo", "rollout.sampling.samples_per_prompt=1", "ppo.minibatch_size=16"],
+         "rollout.sampling.samples_per_prompt"),
+        # 16 × 4 = 64 samples; 24 does not divide 64 (and 24 % 2 == 0, so only this rule fires).
+        (["ppo.minibatch_size=24"], "ppo.minibatch_size"),
+        # 64 % 32 == 0 but 32 % 3 != 0.
+        (["learner.num_workers=3"], "ppo.minibatch_size"),
+        (["kl.controller=adaptive"], "kl.target"),
+        (["sync.backend=nccl"], "sync.backend"),
+        (["learner.backend=nccl"], "learner.backend"),
+    ],
+)
+def test_cross_field_errors_name_the_path(overrides, path):
+    with pytest.raises(ConfigError) as err:
+        load_config(LOCAL, overrides)
+    msg = str(err.value)
+    assert f"\n{path}: " in msg, msg
+    assert "(top level)" not in msg and "Value error" not in msg
+
+
+def test_cross_field_messages_say_why():
+    with pytest.raises(ConfigError, match=r"must divide the samples per iteration \(16 prompts × 4 samples = 64\)"):
+        load_config(LOCAL, ["ppo.minibatch_size=24"])
+    with pytest.raises(ConfigError, match=r"divisible by learner.num_workers \(3\)"):
+        load_config(LOCAL, ["learner.num_workers=3"])
+    with pytest.raises(ConfigError, match=r"grpo needs ≥ 2 samples"):
+        load_config(LOCAL, ["ppo.algorithm=grpo", "rollout.sampling.samples_per_prompt=1",
+                            "ppo.minibatch_size=16"])
+    with pytest.raises(ConfigError, match=r"got 1\.\.5"):
+        load_config(LOCAL, ["labeler.score_max=5"])
+
+
+def test_cross_field_rules_accept_valid_variants():
+    # grpo with the default 4 samples, adaptive KL with a target, nccl with GPUs everywhere.
+    cfg = load_config(LOCAL, ["ppo.algorithm=grpo", "kl.controller=adaptive", "kl.target=6.0",
+                              "sync.backend=nccl", "learner.resources.num_gpus=1",
+                              "rollout.resources.num_gpus=1"])
+    assert cfg.kl.target == 6.0 and cfg.sync.backend == "nccl"
+
+
+def test_nccl_sync_needs_gpus_on_both_roles():
+    with pytest.raises(ConfigError, match=r"\nsync.backend: "):
+        load_config(LOCAL, ["sync.backend=nccl", "learner.resources.num_gpus=1"])
+
+
+def test_missing_required_sections():
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({}, "x.yaml")
+    assert str(err.value) == "x.yaml:\nmodel: Field required\ndata: Field required"
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_malformed_yaml(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("run:\n  name: [unclosed\n")
+    with pytest.raises(ConfigError, match="malformed YAML"):
+        load_config(bad)
+
+
+def test_top_level_not_a_mapping(tmp_path):
+    bad = tmp_path / "list.yaml"
+    bad.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(bad)
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def test_apply_overrides_parses_yaml_values_and_creates_sections():
+    raw = {"run": {"name": "a"}}
+    out = apply_overrides(raw, [
+        "run.seed=3",            # int
+        "kl.coef=0.1",           # new section created, float
+        "sync.probe=false",      # bool
+        "rollout.sampling.stop=[x, y]",  # two levels created, list
+        "run.name=b=c",          # only the first '=' splits
+        "ray.address=null",      # None
+    ])
+    assert out is raw
+    assert raw == {
+        "run": {"name": "b=c", "seed": 3},
+        "kl": {"coef": 0.1},
+        "sync": {"probe": False},
+        "rollout": {"sampling": {"stop": ["x", "y"]}},
+        "ray": {"address": None},
+    }
+
+
+def test_apply_overrides_bad_forms():
+    with pytest.raises(ConfigError, match=r"--set 'foo': expected key.path=value"):
+        apply_overrides({}, ["foo"])
+    with pytest.raises(ConfigError, match=r"--set run.name.x: name is not a section"):
+        apply_overrides({"run": {"name": "a"}}, ["run.name.x=1"])
+
+
+def test_overrides_through_load_config():
+    cfg = load_config(LOCAL, ["ppo.algorithm=rloo", "learner.lr=1e-4", "run.seed=7"])
+    assert (cfg.ppo.algorithm, cfg.learner.lr, cfg.run.seed) == ("rloo", 1e-4, 7)
+
+
+# --------------------------------------------------------------------------- derived values
+
+
+def test_derived_properties():
+    cfg = load_config(LOCAL, ["data.prompts_per_iteration=3", "rollout.sampling.samples_per_prompt=2",
+                              "ppo.minibatch_size=2"])
+    assert cfg.samples_per_iteration == 6  # 3 prompts × 2 samples
+    assert cfg.uses_critic is True
+    assert cfg.uses_gpus is False
+    assert cfg.dist_backend == "gloo"  # auto without GPUs
+
+    assert load_config(LOCAL, ["ppo.algorithm=grpo"]).uses_critic is False
+    assert load_config(LOCAL, ["ppo.algorithm=reinforce_pp"]).uses_critic is False
+    assert load_config(LOCAL, ["learner.resources.num_gpus=1"]).dist_backend == "nccl"  # auto with GPUs
+    assert load_config(LOCAL, ["learner.resources.num_gpus=1", "learner.backend=gloo"]).dist_backend == "gloo"
+
+
+def test_resources_as_bundle():
+    assert Resources().as_bundle() == {"CPU": 1.0}
+    assert Resources(num_cpus=2, num_gpus=0.5, custom={"rollout": 1}).as_bundle() == {
+        "CPU": 2.0, "rollout": 1.0, "GPU": 0.5}
+    # Zero entries are left out (Ray rejects zero-size bundle entries).
+    assert Resources(num_cpus=0, num_gpus=1, custom={"x": 0}).as_bundle() == {"GPU": 1.0}
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def _schema_fields(model, prefix=""):
+    from pydantic import BaseModel
+
+    for name, field in model.model_fields.items():
+        yield prefix + name
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            yield from _schema_fields(field.annotation, prefix + name + ".")
+
+
+def test_describe_schema_covers_every_field_with_a_description():
+    from rlaif_ray.config import RunConfig
+
+    lines = describe_schema()
+    paths, missing = [], []
+    for line in lines:
+        m = re.match(r"^(\S+) = .*?  # (.*)$", line) or re.match(r"^(\S+):(?:  (.*))?$", line)
+        assert m, f"unparseable schema line: {line!r}"
+        paths.append(m.group(1))
+        if not (m.group(2) or "").strip():
+            missing.append(m.group(1))
+    assert not missing, f"fields without a description: {missing}"
+    assert paths == list(_schema_fields(RunConfig))
+    # Spot checks: nesting, required fields and defaults are shown.
+    assert "rollout.sampling.samples_per_prompt = 4  # Responses generated per prompt (the group size)." in lines
+    assert any(line.startswith("model.policy = required  # ") for line in lines)
