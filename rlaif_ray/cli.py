@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     v = csub.add_parser("validate", help="Validate a run YAML and print it with defaults filled in.")
     v.add_argument("file")
     v.add_argument("--set", dest="overrides", action="append", default=[])
+    add_cluster_commands(sub)
     return parser
 
 
@@ -92,7 +93,115 @@ def cmd_config(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "make-tiny-models": cmd_make_tiny_models, "config": cmd_config}
+# --------------------------------------------------------------------------- clusters and Ray jobs
+
+
+def add_cluster_commands(sub) -> None:
+    """`cluster validate`, `submit`, `job status|logs|stop`."""
+    p = sub.add_parser("cluster", help="Check cluster files offline.")
+    csub = p.add_subparsers(dest="cluster_command", required=True)
+    v = csub.add_parser("validate", help="Validate a Ray cluster YAML or KubeRay manifest (and a run's fit on it).")
+    v.add_argument("file")
+    v.add_argument("--run-config", default=None, help="Run YAML whose roles must fit the cluster's node types.")
+    v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="Override in the run config (repeatable).")
+
+    p = sub.add_parser("submit", help="Submit a training run to a Ray cluster as a Ray job.")
+    p.add_argument("--address", default=None, help="Job API of the cluster, e.g. http://127.0.0.1:8265 (default: $RAY_ADDRESS).")
+    _add_config_args(p)
+    p.add_argument("--run-dir", default=None, help="Run dir on the cluster (absolute: the working_dir is temporary).")
+    p.add_argument("--no-wait", action="store_true", help="Print the job id and return; don't follow the logs.")
+
+    p = sub.add_parser("job", help="Status, logs or stop of a submitted job.")
+    jsub = p.add_subparsers(dest="job_command", required=True)
+    for name, text in (("status", "Print the job's status."), ("logs", "Print the job's log."),
+                       ("stop", "Stop the job and wait until it has stopped.")):
+        j = jsub.add_parser(name, help=text)
+        j.add_argument("job_id")
+        j.add_argument("--address", default=None, help="Job API of the cluster (default: $RAY_ADDRESS).")
+        if name == "logs":
+            j.add_argument("--follow", action="store_true", help="Keep streaming until the job ends.")
+
+
+def _job_client():
+    """The job-client module, imported only once Ray's auth mode is set."""
+    import os
+
+    # Ray 2.60 turns token auth on for the clusters it starts, and a client process that did
+    # not start the cluster must be in token mode *before* `import ray`, or every request is
+    # refused with 401. The one place this is set; an explicit RAY_AUTH_MODE is respected.
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    from rlaif_ray import job_client
+
+    return job_client
+
+
+def _fail(message: str) -> int:
+    print(f"rlaif-ray: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def cmd_cluster(args) -> int:
+    from rlaif_ray.cluster_check import validate_cluster_file
+
+    run_cfg = load_config(args.run_config, args.overrides) if args.run_config else None
+    errors = validate_cluster_file(args.file, run_cfg)
+    if errors:
+        return _fail(f"{args.file}:\n" + "\n".join(f"  {e}" for e in errors))
+    fit = f" (run config {args.run_config} fits)" if args.run_config else ""
+    print(f"OK: {args.file}{fit}")
+    return 0
+
+
+def cmd_submit(args) -> int:
+    jc = _job_client()
+    try:
+        entrypoint, runtime_env = jc.build_submission(args.config, args.overrides, args.run_dir)
+        client = jc.connect(args.address)
+        job_id = jc.submit(client, entrypoint, runtime_env, metadata={"rlaif_config": args.config})
+        print(job_id, flush=True)
+        address = client.get_address()
+        print(f"rlaif-ray: submitted {job_id} to {address}: {entrypoint}", file=sys.stderr)
+        if args.no_wait:
+            print(f"rlaif-ray: follow with `rlaif-ray job logs {job_id} --follow --address {address}`", file=sys.stderr)
+            return 0
+        try:
+            final = jc.follow(client, job_id)
+        except KeyboardInterrupt:
+            print(f"\nrlaif-ray: stopped following; the job goes on (rlaif-ray job stop {job_id} --address {address})",
+                  file=sys.stderr)
+            return 130
+        _, message = jc.status(client, job_id)
+    except jc.JobClientError as err:
+        return _fail(str(err))
+    print(f"rlaif-ray: job {job_id} {final}" + (f": {message}" if message and final != "SUCCEEDED" else ""),
+          file=sys.stderr)
+    return 0 if final == "SUCCEEDED" else 1
+
+
+def cmd_job(args) -> int:
+    jc = _job_client()
+    try:
+        client = jc.connect(args.address)
+        if args.job_command == "status":
+            st, message = jc.status(client, args.job_id)
+            print(f"{st}" + (f": {message}" if message else ""))
+        elif args.job_command == "logs":
+            if args.follow:
+                st = jc.follow(client, args.job_id)
+                print(f"rlaif-ray: job {args.job_id} {st}", file=sys.stderr)
+            else:
+                print(jc.logs(client, args.job_id), end="")
+        else:
+            st = jc.stop(client, args.job_id)
+            print(st)
+    except jc.JobClientError as err:
+        return _fail(str(err))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "make-tiny-models": cmd_make_tiny_models, "config": cmd_config,
+            "cluster": cmd_cluster, "submit": cmd_submit, "job": cmd_job}
 
 
 def main(argv: list[str] | None = None) -> int:

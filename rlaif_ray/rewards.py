@@ -10,6 +10,7 @@ next to the labeler's opinion of it).
 from __future__ import annotations
 
 import importlib
+import inspect
 from functools import lru_cache
 
 import numpy as np
@@ -29,13 +30,9 @@ def _resolve(path: str):
 def function_rewards(source: RewardSource, prompts: list[str], responses: list[str]) -> np.ndarray:
     """(B,) float32 rewards of a `function` source: fn(prompt=..., response=...) or fn(response)."""
     fn = _resolve(source.function)
-    out = []
-    for p, r in zip(prompts, responses):
-        try:
-            out.append(float(fn(prompt=p, response=r)))
-        except TypeError:
-            out.append(float(fn(r)))
-    return np.asarray(out, dtype=np.float32)
+    if "prompt" in inspect.signature(fn).parameters:
+        return np.asarray([float(fn(prompt=p, response=r)) for p, r in zip(prompts, responses)], dtype=np.float32)
+    return np.asarray([float(fn(r)) for r in responses], dtype=np.float32)
 
 
 def combine_rewards(sources: list[RewardSource], per_source: dict[str, np.ndarray]) -> tuple[np.ndarray, dict]:

@@ -78,3 +78,14 @@ def rewrite_metrics(run_dir: Path, keep: list[dict], discarded: list[dict]) -> N
     tmp = run_dir / "metrics.jsonl.tmp"
     tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
     tmp.replace(run_dir / "metrics.jsonl")
+
+
+def rewrite_jsonl(path: Path, keep) -> None:
+    """Keep only the rows of a JSONL file for which `keep(row)` is true (atomic replace)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    rows = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows if keep(r)))
+    tmp.replace(path)

@@ -7,7 +7,7 @@ from pathlib import Path
 from rlaif_ray import checkpoint as ckpt
 from rlaif_ray.driver.pools import get_with_timeout
 from rlaif_ray.driver.train import RunState
-from rlaif_ray.run_dir import read_metrics, rewrite_metrics
+from rlaif_ray.run_dir import read_metrics, rewrite_jsonl, rewrite_metrics
 
 
 def save_checkpoint(run: RunState, run_dir: Path) -> Path:
@@ -50,4 +50,5 @@ def restore(run: RunState, run_dir: Path) -> Path:
     rows = read_metrics(run_dir)
     rewrite_metrics(run_dir, [r for r in rows if r["iteration"] <= run.iteration],
                     discarded=[r for r in rows if r["iteration"] > run.iteration])
+    rewrite_jsonl(run_dir / "prompts.jsonl", lambda r: r["iteration"] <= run.iteration)
     return latest

@@ -40,7 +40,7 @@ def train_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, overwri
         roles = start_roles(cfg)
         try:
             run = RunState(cfg, roles, stream, make_kl_controller(cfg.kl.controller, cfg.kl.coef, cfg.kl.target, cfg.kl.horizon),
-                           make_weight_sync(cfg.sync), probe_prompt(tokenizer))
+                           make_weight_sync(cfg.sync), probe_prompt(tokenizer), run_dir)
             if resume:
                 restored = restore(run, run_dir)
                 log.warning("resumed from %s at iteration %d", restored, run.iteration)

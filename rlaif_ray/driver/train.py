@@ -9,9 +9,11 @@ batches stay in the object store.
 
 from __future__ import annotations
 
+import json
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import ray
@@ -32,6 +34,7 @@ class RunState:
     kl: object                  # FixedKLController | AdaptiveKLController
     sync: WeightSync
     probe_prompt: list[int]
+    run_dir: Path | None = None  # where prompts.jsonl records which prompts each iteration saw
     policy_version: int = 0
     iteration: int = 0
     redone_prompts: int = 0
@@ -53,7 +56,7 @@ def run_iteration(run: RunState) -> dict:
     t = StageTimer()
     with t("iteration"):
         with t("prompts"):
-            prompts = run.stream.take(run.cfg.data.prompts_per_iteration)
+            prompts = take_prompts(run)
         with t("rollout"):
             shards = generate(run, prompts)
         with t("score"):
@@ -72,6 +75,16 @@ def run_iteration(run: RunState) -> dict:
 
 
 # --------------------------------------------------------------------------- stages
+
+
+def take_prompts(run: RunState) -> list[Prompt]:
+    """The next prompts of the stream, recorded (position + text) in RUN_DIR/prompts.jsonl."""
+    prompts = run.stream.take(run.cfg.data.prompts_per_iteration)
+    if run.run_dir is not None:
+        with (Path(run.run_dir) / "prompts.jsonl").open("a") as f:
+            f.write(json.dumps({"iteration": run.iteration + 1, "positions": [p.index for p in prompts],
+                                "prompts": [p.text for p in prompts]}) + "\n")
+    return prompts
 
 
 def generate(run: RunState, prompts: list[Prompt]) -> list:
