@@ -42,6 +42,10 @@ class LabelerActor:
     def ping(self) -> str:
         return self.name
 
+    def stall(self, seconds: float) -> None:
+        """Stop answering for a while (fault injection from `chaos.faults`)."""
+        time.sleep(seconds)
+
     def _encode(self, text: str, special: bool = True) -> list[int]:
         return self.tokenizer(text, add_special_tokens=special)["input_ids"]
 

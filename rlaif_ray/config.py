@@ -49,6 +49,7 @@ class RunSection(_Strict):
     checkpoint_every: int = Field(0, ge=0, description="Checkpoint every k iterations (0: only at the end).")
     keep_checkpoints: int = Field(2, ge=1, description="How many most recent checkpoints to keep.")
     call_timeout_s: float = Field(600.0, gt=0, description="Timeout of one cross-actor call; past it the actor is treated as failed.")
+    startup_timeout_s: float = Field(900.0, gt=0, description="Timeout for reserving resources and starting an actor (autoscaling can take minutes).")
     max_actor_restarts: int = Field(3, ge=0, description="How often a dead rollout/labeler actor is replaced before the run stops.")
 
 
@@ -178,6 +179,20 @@ class SyncSection(_Strict):
     probe: bool = Field(True, description="Score a fixed sequence on engine 0 and the learner after each sync.")
 
 
+class Fault(_Strict):
+    """One injected failure, for checking recovery (the run's own chaos test)."""
+
+    role: Literal["rollout", "labeler", "learner"] = Field(..., description="Which role to hit.")
+    actor: int = Field(0, ge=0, description="Index of the actor in its pool.")
+    iteration: int = Field(..., ge=1, description="Iteration (1-based) during which it strikes.")
+    kind: Literal["kill", "stall"] = Field("kill", description="kill: the actor dies mid-call; stall: it stops answering for stall_s.")
+    stall_s: float = Field(60.0, gt=0, description="How long a stall lasts.")
+
+
+class ChaosSection(_Strict):
+    faults: list[Fault] = Field(default_factory=list, description="Failures to inject (empty in real runs).")
+
+
 class RunConfig(_Strict):
     """The whole run. Sections mirror the roles of the system."""
 
@@ -193,6 +208,7 @@ class RunConfig(_Strict):
     ppo: PPOSection = Field(default_factory=PPOSection, description="Advantage estimator and PPO loss settings.")
     kl: KLSection = Field(default_factory=KLSection, description="KL penalty to the reference policy.")
     sync: SyncSection = Field(default_factory=SyncSection, description="Weight sync from learners to rollout engines.")
+    chaos: ChaosSection = Field(default_factory=ChaosSection, description="Fault injection for recovery tests (empty in real runs).")
 
     @model_validator(mode="after")
     def _cross_field(self) -> "RunConfig":
@@ -247,6 +263,12 @@ def _cross_field_errors(c: RunConfig):
         yield "kl.target: the adaptive KL controller needs a target KL"
     if c.sync.backend == "nccl" and not (c.uses_gpus and c.rollout.resources.num_gpus > 0):
         yield "sync.backend: nccl needs GPUs on the learner and rollout roles (resources.num_gpus > 0)"
+    sizes = {"rollout": c.rollout.num_actors, "labeler": c.labeler.num_actors, "learner": c.learner.num_workers}
+    for k, f in enumerate(c.chaos.faults):
+        if f.actor >= sizes[f.role]:
+            yield f"chaos.faults.{k}.actor: {f.role} has {sizes[f.role]} actor(s), no index {f.actor}"
+        if f.iteration > c.run.iterations:
+            yield f"chaos.faults.{k}.iteration: the run has only {c.run.iterations} iterations"
     if c.learner.backend == "nccl" and not c.uses_gpus:
         yield "learner.backend: nccl needs learner.resources.num_gpus > 0"
 

@@ -32,7 +32,7 @@ def start_roles(cfg: RunConfig) -> Roles:
     from actors.rollout import RolloutActor
 
     env = actor_env(cfg.ray)
-    timeout = cfg.run.call_timeout_s
+    timeout = cfg.run.startup_timeout_s
     w = cfg.learner.num_workers
     learners = ActorPool("learner", LearnerWorker, cfg.learner.resources, w, lambda r: (cfg, r, w), env, timeout)
     # The rendezvous address is rank 0's node, wherever Ray placed it.

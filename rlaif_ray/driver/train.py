@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ import ray
 
 from rlaif_ray.config import RunConfig
 from rlaif_ray.data import Prompt, PromptStream
+from rlaif_ray.driver.chaos import kill_after_call, stall_before_call
 from rlaif_ray.driver.pools import ActorFailed, ActorPool, get_with_timeout
 from rlaif_ray.driver.roles import Roles
 from rlaif_ray.driver.sync import WeightSync
@@ -38,6 +39,7 @@ class RunState:
     policy_version: int = 0
     iteration: int = 0
     redone_prompts: int = 0
+    fired_faults: set = field(default_factory=set)  # chaos faults already injected
 
 
 class StageTimer:
@@ -96,7 +98,9 @@ def generate(run: RunState, prompts: list[Prompt]) -> list:
     pool = run.roles.rollout
     chunks = [list(c) for c in np.array_split(np.arange(len(prompts)), len(pool.actors))]
     items = [[(prompts[i].index, prompts[i].token_ids, prompts[i].text) for i in c] for c in chunks]
+    stall_before_call(run, "rollout", pool)
     calls = [a.generate.remote(it, run.policy_version) for a, it in zip(pool.actors, items)]
+    kill_after_call(run, "rollout", pool)
     for i in range(len(calls)):
         calls[i] = _await_or_redo(run, pool, i, calls[i], lambda a, i=i: a.generate.remote(items[i], run.policy_version),
                                   "generate", on_replace=lambda a, name: run.sync.load_latest(a, name),
@@ -109,10 +113,14 @@ def score(run: RunState, shards: list) -> dict:
     lab = run.roles.labeler
     groups = [list(g) for g in np.array_split(np.arange(len(shards)), len(lab.actors)) if len(g)] if lab else []
     reward_refs, reward_stats = [], []
+    if lab:
+        stall_before_call(run, "labeler", lab)
     for a, g in zip(lab.actors if lab else [], groups):
         r, s = a.direct_rewards.remote([shards[i] for i in g])
         reward_refs.append(r)
         reward_stats.append(s)
+    if lab:
+        kill_after_call(run, "labeler", lab)
     ref_logp, ref_stats = run.roles.reference.actors[0].logprobs.remote(shards)
     olds, old_stats = zip(*(l.old_logprobs_and_values.remote(shards) for l in run.roles.learners.actors))
     timeout = run.cfg.run.call_timeout_s
@@ -136,6 +144,7 @@ def prepare_experience(run: RunState, shards: list, scored: dict) -> dict:
 
 def train(run: RunState) -> dict:
     refs = [l.train.remote() for l in run.roles.learners.actors]
+    kill_after_call(run, "learner", run.roles.learners)
     per_rank = get_with_timeout(refs, run.cfg.run.call_timeout_s, "learner", "train")
     return {k: float(np.mean([r[k] for r in per_rank])) for k in per_rank[0]}
 
@@ -172,7 +181,7 @@ def _await_or_redo(run: RunState, pool: ActorPool, i: int, call, retry, what: st
             failure = ActorFailed(name, f"{what} failed", err)
             if attempt == run.cfg.run.max_actor_restarts:
                 raise failure from None
-            actor = pool.replace(i, run.cfg.run.call_timeout_s)
+            actor = pool.replace(i, run.cfg.run.startup_timeout_s)
             if on_replace:
                 on_replace(actor, name)
             run.redone_prompts += n_redone
