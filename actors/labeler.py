@@ -20,8 +20,9 @@ from actors.engine import build_llm
 from rlaif_ray.batch import RolloutBatch
 from rlaif_ray.config import RunConfig
 from rlaif_ray.labeler import (
-    Exemplar, append_rationale, build_cot_prompt, build_direct_prompt, candidate_probs,
-    direct_candidate_strings, direct_reward, plan_candidate_queries,
+    Exemplar, append_rationale, build_cot_prompt, build_direct_prompt, build_pairwise_prompt, candidate_probs,
+    direct_candidate_strings, direct_reward, pairwise_candidate_strings, plan_candidate_queries,
+    preference_from_swapped,
 )
 
 
@@ -38,6 +39,8 @@ class LabelerActor:
                      rationale=e.get("rationale")) for e in self.cfg.few_shot)
         self.candidates = [self._encode(c, special=False) for c in direct_candidate_strings()]
         self.queries = plan_candidate_queries(self.candidates)
+        self.pair_candidates = [self._encode(c, special=False) for c in pairwise_candidate_strings()]
+        self.pair_queries = plan_candidate_queries(self.pair_candidates)
 
     def ping(self) -> str:
         return self.name
@@ -69,13 +72,41 @@ class LabelerActor:
 
     def _with_rationales(self, cot_prompts: list[str]) -> list[str]:
         """Two-step chain of thought: decode a rationale greedily, then ask for the score."""
+        return [append_rationale(p, r, kind="direct") for p, r in zip(cot_prompts, self._rationales(cot_prompts))]
+
+    def _rationales(self, cot_prompts: list[str]) -> list[str]:
         from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
 
         params = SamplingParams(temperature=0.0, max_tokens=self.cfg.rationale_max_tokens, stop=["\n"])
-        outs = self.llm.generate(cot_prompts, params, use_tqdm=False)
-        return [append_rationale(p, o.outputs[0].text, kind="direct") for p, o in zip(cot_prompts, outs)]
+        outs = self.llm.generate([TokensPrompt(prompt_token_ids=self._encode(p)) for p in cot_prompts],
+                                 params, use_tqdm=False)
+        return [o.outputs[0].text for o in outs]
 
-    def score_candidates(self, prompt_ids: list[list[int]]) -> torch.Tensor:
+    def pairwise_preferences(self, contexts: list[str], responses_a: list[str], responses_b: list[str]) -> dict:
+        """AI preference labels, position-debiased: each pair is judged in both orders.
+
+        Returns lists: `p_a` = P(A preferred) = (p_ab + 1 − p_ba)/2, `p_ab` = P("1") with A
+        shown first, `p_ba` = P("1") with B shown first, and `rationale_ab`/`rationale_ba`
+        (chain of thought; empty strings otherwise).
+        """
+        kw = dict(task=self.cfg.task, preamble=self.cfg.preamble, exemplars=self.exemplars)
+        n = len(contexts)
+        pairs = list(zip(contexts, responses_a, responses_b)) + list(zip(contexts, responses_b, responses_a))
+        if self.cfg.chain_of_thought:
+            texts = [build_cot_prompt(c, x, y, kind="pairwise", **kw) for c, x, y in pairs]
+            rationales = self._rationales(texts)
+            texts = [append_rationale(t, r, kind="pairwise") for t, r in zip(texts, rationales)]
+        else:
+            texts = [build_pairwise_prompt(c, x, y, **kw) for c, x, y in pairs]
+            rationales = [""] * len(texts)
+        probs = self.score_candidates([self._encode(t) for t in texts], self.pair_candidates, self.pair_queries)
+        p_first = probs[:, 0].double()
+        p_ab, p_ba = p_first[:n], p_first[n:]
+        return {"p_a": preference_from_swapped(p_ab, p_ba).tolist(), "p_ab": p_ab.tolist(), "p_ba": p_ba.tolist(),
+                "rationale_ab": rationales[:n], "rationale_ba": rationales[n:]}
+
+    def score_candidates(self, prompt_ids: list[list[int]], candidates=None, queries=None) -> torch.Tensor:
         """(B, C) renormalised probabilities of the candidates after each prompt.
 
         One engine call per distinct candidate prefix (one in total when every candidate
@@ -84,8 +115,10 @@ class LabelerActor:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
+        candidates = candidates or self.candidates
+        queries = queries or self.queries
         answers = [dict() for _ in prompt_ids]
-        for prefix, next_ids in self.queries.items():
+        for prefix, next_ids in queries.items():
             params = SamplingParams(max_tokens=1, temperature=1.0, logprob_token_ids=list(next_ids))
             reqs = [TokensPrompt(prompt_token_ids=ids + list(prefix)) for ids in prompt_ids]
             for chunk in range(0, len(reqs), self.cfg.batch_size):
@@ -93,7 +126,7 @@ class LabelerActor:
                 for i, out in enumerate(outs, start=chunk):
                     lp = out.outputs[0].logprobs[0]
                     answers[i][prefix] = {t: lp[t].logprob for t in next_ids}
-        return torch.stack([candidate_probs(self.candidates, a) for a in answers])
+        return torch.stack([candidate_probs(candidates, a) for a in answers])
 
 
 def _labeler_context(cfg: RunConfig) -> int:
