@@ -24,5 +24,8 @@ pip=("$VENV/bin/python" -m pip install --progress-bar off)
 "$VENV/bin/python" -m pip uninstall -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
 "${pip[@]}" --no-build-isolation deepspeed
 "${pip[@]}" -e '.[test]'
+# DeepSpeed JIT-compiles its CPU shared-memory collective on first use (~1 minute, cached in
+# ~/.cache/torch_extensions); do it once here rather than inside the first training run.
+"$VENV/bin/python" -c "from deepspeed.comm.torch import build_shm_op; build_shm_op()" >/dev/null 2>&1 || true
 "$VENV/bin/python" -c "import torch, vllm, ray, deepspeed, transformers, datasets; print('[ensure-env] ok: torch', torch.__version__, 'vllm', vllm.__version__, 'ray', ray.__version__, 'deepspeed', deepspeed.__version__)" 2>&1 | grep -v Warning | tail -1 >&2
 echo "$want" > "$STAMP"
