@@ -176,6 +176,36 @@ class LearnerWorker:
             stats["loss/value"] = vloss.item()
         return stats
 
+    def train_sft(self, shard_refs: list, best_rows: list[int], round_index: int = 0) -> dict:
+        """Rejection sampling's fine-tune on the kept samples (rows of the concatenated shards).
+
+        loss = −Σ_t m_t·log π(a_t | s_t) / Σ_t m_t over a minibatch's response tokens (T = 1:
+        the policy's own distribution), `rejection_sampling.sft_epochs` passes in minibatches
+        of `ppo.minibatch_size` rows (the driver sets it from rejection_sampling.minibatch_size);
+        like `train`, every rank takes its slice of the same seeded permutation, so DeepSpeed
+        averages their gradients. Collective: call on every rank. A last partial minibatch is
+        skipped (every rank must step together).
+        """
+        start = time.perf_counter()
+        kept = RolloutBatch.concat(ray.get(list(shard_refs))).select(np.asarray(best_rows, dtype=np.int64))
+        mb = self.cfg.ppo.minibatch_size
+        per_rank = mb // self.world
+        losses, tokens = [], 0
+        for epoch in range(self.cfg.rejection_sampling.sft_epochs):
+            perm = np.random.default_rng([self.cfg.run.seed, round_index, epoch]).permutation(len(kept))
+            for m in range(len(kept) // mb):
+                rows = np.sort(perm[m * mb: (m + 1) * mb][self.rank * per_rank: (self.rank + 1) * per_rank])
+                sub = kept.select(rows)
+                logp = response_logprobs(self.policy, sub, 1.0)                  # (rows, T)
+                mask = torch.from_numpy(sub.response_mask()).to(logp.device)    # (rows, T)
+                loss = -masked_mean(logp, mask)
+                self.policy.backward(loss)
+                self.policy.step()
+                losses.append(loss.item())
+                tokens += int(sub.response_lens.sum())
+        return {"sft/loss": float(np.mean(losses)) if losses else float("nan"), "sft/steps": len(losses),
+                "sft/tokens": tokens, "seconds": time.perf_counter() - start}
+
     # ----------------------------------------------------------------- checkpoints
 
     def save_checkpoint(self, directory: str, tokenizer_source: str) -> None:

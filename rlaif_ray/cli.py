@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("file")
     v.add_argument("--set", dest="overrides", action="append", default=[])
     add_cluster_commands(sub)
+    add_bench_command(sub)
+    add_label_commands(sub)
     return parser
 
 
@@ -202,6 +204,70 @@ def cmd_job(args) -> int:
 
 COMMANDS = {"train": cmd_train, "make-tiny-models": cmd_make_tiny_models, "config": cmd_config,
             "cluster": cmd_cluster, "submit": cmd_submit, "job": cmd_job}
+
+
+# --------------------------------------------------------------------------- benchmarks (bench/)
+
+
+def add_bench_command(sub) -> None:
+    from bench.runner import BENCHMARKS
+
+    p = sub.add_parser("bench", help="Run the benchmarks; write bench/results/<name>.json and .md.")
+    p.add_argument("name", nargs="?", default="all", choices=["all", *BENCHMARKS],
+                   help="Which benchmark (default: all, one after another).")
+    p.add_argument("--quick", action="store_true", help="A seconds-long smoke run (tiny model, one repeat).")
+    p.add_argument("--out", default=None, help="Results folder (default bench/results).")
+
+
+def cmd_bench(args) -> int:
+    from pathlib import Path
+
+    from bench.runner import RESULTS_DIR, expand, run_benchmarks
+
+    run_benchmarks(expand(args.name), args.quick, Path(args.out) if args.out else RESULTS_DIR)
+    return 0
+
+
+COMMANDS["bench"] = cmd_bench
+
+
+# --------------------------------------------------------------------------- AI preference labels
+
+
+def add_label_commands(sub) -> None:
+    """`label` (AI preference labels for a pairs dataset) and `make-toy-pairs`."""
+    p = sub.add_parser("label", help="AI preference labels (both orders, averaged) for a dataset of response pairs.")
+    _add_config_args(p)
+    p.add_argument("--no-progress", action="store_true", help="No progress bar.")
+    p = sub.add_parser("make-toy-pairs", help="Write toy-task preference pairs (JSON lines, label.format generic).")
+    p.add_argument("out", help="Output .jsonl file.")
+    p.add_argument("--n", type=int, default=256, help="Number of pairs.")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", choices=["train", "heldout"], default="train", help="Toy prompt split.")
+
+
+def cmd_label(args) -> int:
+    from rlaif_ray.driver.label import label_run, load_label_config
+
+    s = label_run(load_label_config(args.config, args.overrides), progress=not args.no_progress)
+    align = "n/a (no human choices)" if s["labeler_alignment"] is None else \
+        f"{s['labeler_alignment']:.3f} over {s['n_human']} human-labeled pairs"
+    print(f"done: {s['n_pairs']} pairs in {s['n_shards']} shards in {s['output_dir']} ({s['labeled_pairs']} labeled now, "
+          f"{s['skipped_shards']} shards already there); mean P(A) {s['mean_p_a']:.3f}; position consistency "
+          f"{s['position_consistency']:.3f}; labeler alignment {align}")
+    return 0
+
+
+def cmd_make_toy_pairs(args) -> int:
+    from rlaif_ray.toy_pairs import write_toy_pairs_jsonl
+
+    if args.n < 1:
+        raise ConfigError(f"make-toy-pairs: --n must be >= 1, got {args.n}")
+    print(write_toy_pairs_jsonl(args.out, args.n, args.seed, args.split))
+    return 0
+
+
+COMMANDS.update({"label": cmd_label, "make-toy-pairs": cmd_make_toy_pairs})
 
 
 def main(argv: list[str] | None = None) -> int:

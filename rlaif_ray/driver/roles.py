@@ -13,7 +13,7 @@ from rlaif_ray.driver.runtime import actor_env
 class Roles:
     rollout: ActorPool
     labeler: ActorPool | None    # None when no reward source needs the AI labeler
-    reference: ActorPool
+    reference: ActorPool | None  # None when started without it (rejection sampling)
     learners: ActorPool
 
     def all(self) -> list[ActorPool]:
@@ -24,8 +24,11 @@ class Roles:
             pool.shutdown()
 
 
-def start_roles(cfg: RunConfig) -> Roles:
-    """Create all pools at once (engines build concurrently), then wait until all answer."""
+def start_roles(cfg: RunConfig, reference: bool = True) -> Roles:
+    """Create all pools at once (engines build concurrently), then wait until all answer.
+
+    `reference=False` skips the frozen reference copy (a run without a KL term).
+    """
     from actors.labeler import LabelerActor
     from actors.learner import LearnerWorker
     from actors.reference import ReferenceActor
@@ -44,8 +47,10 @@ def start_roles(cfg: RunConfig) -> Roles:
     if cfg.uses_labeler:
         labeler = ActorPool("labeler", LabelerActor, cfg.labeler.resources, cfg.labeler.num_actors,
                             lambda r: (cfg, r), env, timeout)
-    reference = ActorPool("reference", ReferenceActor, cfg.reference.resources, 1, lambda r: (cfg,), env, timeout)
-    roles = Roles(rollout, labeler, reference, learners)
+    ref_pool = None
+    if reference:
+        ref_pool = ActorPool("reference", ReferenceActor, cfg.reference.resources, 1, lambda r: (cfg,), env, timeout)
+    roles = Roles(rollout, labeler, ref_pool, learners)
     for pool in roles.all():
         pool.wait_ready(timeout)
     get_with_timeout(setups, timeout, "learner", "DeepSpeed set-up")

@@ -1,0 +1,252 @@
+"""Shared pieces of the benchmarks: machine facts, bench models and configs, result files.
+
+Every benchmark returns a `Result`; `write_result` turns it into `bench/results/<name>.json`
+(everything, machine and load included) and `bench/results/<name>.md` (one small table).
+
+Why the load average is recorded around every benchmark: these machines are shared, so an
+absolute time is an upper bound of what the code needs; ratios are measured side by side
+(alternating the two contenders within one run) so that load hits both alike.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
+BENCH_CACHE = REPO_ROOT / ".cache" / "bench"
+LOCAL_YAML = REPO_ROOT / "configs" / "local.yaml"
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def machine_info() -> dict:
+    """nproc, CPU model, RAM and OS: what a reader needs to judge absolute numbers."""
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {"nproc": os.cpu_count(), "cpu": cpu, "ram_gib": round(ram / 2**30, 1),
+            "os": platform.platform(), "python": platform.python_version()}
+
+
+def load_average() -> list[float]:
+    """1-, 5- and 15-minute load averages (processes wanting a core)."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class Result:
+    name: str
+    quick: bool
+    settings: dict                      # what was run: model, sizes, counts, sampling
+    rows: list[dict]                    # one per measured case; the markdown table's rows
+    columns: list[tuple[str, str]]      # (row key, column header) for the markdown table
+    summary: dict = field(default_factory=dict)   # headline ratios and goals
+    notes: list[str] = field(default_factory=list)
+    status: str = "ok"                  # ok | skipped
+    extra: dict = field(default_factory=dict)     # raw per-repeat timings and the like
+
+
+def write_result(result: Result, out_dir: Path, machine: dict, load_before: list[float],
+                 load_after: list[float], seconds: float) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc = {"name": result.name, "status": result.status, "quick": result.quick,
+           "machine": machine, "load_before": load_before, "load_after": load_after,
+           "benchmark_seconds": round(seconds, 1), "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+           "settings": result.settings, "summary": result.summary, "rows": result.rows,
+           "notes": result.notes, "extra": result.extra}
+    json_path = out_dir / f"{result.name}.json"
+    json_path.write_text(json.dumps(doc, indent=2, default=_json_default) + "\n")
+    md_path = out_dir / f"{result.name}.md"
+    md_path.write_text(markdown(result, machine, load_before, load_after))
+    return json_path, md_path
+
+
+def markdown(result: Result, machine: dict, load_before: list[float], load_after: list[float]) -> str:
+    title = f"### {result.name}" + (" (quick)" if result.quick else "")
+    lines = [title, "",
+             f"{machine['nproc']} × {machine['cpu']}, {machine['ram_gib']} GiB; load average "
+             f"{load_before[0]:.1f} before, {load_after[0]:.1f} after.", ""]
+    if result.status != "ok":
+        lines += [f"**{result.status}**: " + "; ".join(result.notes), ""]
+        return "\n".join(lines)
+    if result.rows:
+        lines.append("| " + " | ".join(h for _, h in result.columns) + " |")
+        lines.append("|" + "---|" * len(result.columns))
+        for row in result.rows:
+            lines.append("| " + " | ".join(_cell(row.get(k)) for k, _ in result.columns) + " |")
+        lines.append("")
+    for k, v in result.summary.items():
+        lines.append(f"- {k}: {_cell(v)}")
+    for n in result.notes:
+        lines.append(f"- {n}")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(v) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+    return str(v)
+
+
+def _json_default(o):
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    return str(o)
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def median(xs: list[float]) -> float:
+    return float(statistics.median(xs))
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+# --------------------------------------------------------------------------- models and configs
+
+
+@dataclass(frozen=True)
+class LlamaShape:
+    """A Llama-shaped policy with random weights; head_dim 64 (vLLM on CPU needs 64 or 128)."""
+
+    name: str
+    hidden: int
+    layers: int
+    intermediate: int
+
+    @property
+    def heads(self) -> int:
+        return self.hidden // 64
+
+    def params(self, vocab: int) -> int:
+        """Parameter count: untied embeddings + lm_head, per layer q/k/v/o, gate/up/down, 2 norms."""
+        h, i = self.hidden, self.intermediate
+        return 2 * vocab * h + self.layers * (4 * h * h + 3 * h * i + 2 * h) + h
+
+
+# The ~75M model of the rollout and TRL benchmarks (72.4M params, 290 MB in fp32): the shape
+# the issue suggested (hidden 512, 8 layers) has only 27M parameters, so this one is wider
+# and deeper to land in the asked-for 70-80M range.
+LLAMA_75M = LlamaShape("llama-75m", hidden=768, layers=10, intermediate=2048)
+# Sizes of the weight-sync benchmark (plus the tiny policy): about 80, 165 and 290 MB.
+SYNC_SHAPES = (LlamaShape("llama-20m", 512, 6, 1408), LlamaShape("llama-41m", 640, 8, 1728), LLAMA_75M)
+
+
+def tiny_models() -> dict[str, Path]:
+    from rlaif_ray.tiny_models import ensure_tiny_models
+
+    return ensure_tiny_models(REPO_ROOT / ".cache" / "tiny-models", seed=0, quiet=True)
+
+
+def bench_model(shape: LlamaShape, seed: int = 0) -> Path:
+    """Build (once, cached under .cache/bench) a random-weight Llama with the tiny tokenizer."""
+    import shutil
+
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    out = BENCH_CACHE / "models" / f"{shape.name}-s{seed}"
+    if (out / ".complete").exists():
+        return out
+    tok_dir = tiny_models()["policy"]
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    conf = LlamaConfig(vocab_size=len(tok), hidden_size=shape.hidden, num_hidden_layers=shape.layers,
+                       num_attention_heads=shape.heads, num_key_value_heads=shape.heads, head_dim=64,
+                       intermediate_size=shape.intermediate, max_position_embeddings=512,
+                       tie_word_embeddings=False, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(conf).to(torch.float32)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    (tmp / ".complete").write_text(str(sum(p.numel() for p in model.parameters())))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
+
+
+def model_params(path: Path) -> int:
+    """Parameter count of a model built by `bench_model` (or any HF folder with safetensors)."""
+    marker = Path(path) / ".complete"
+    if marker.exists() and marker.read_text().strip().isdigit():
+        return int(marker.read_text())
+    from safetensors import safe_open
+
+    n = 0
+    with safe_open(str(Path(path) / "model.safetensors"), "pt") as f:
+        for k in f.keys():
+            shape = f.get_slice(k).get_shape()
+            n += math.prod(int(s) for s in shape)
+    return n
+
+
+def prompts_file() -> Path:
+    """The toy training prompts (same as the e2e fixture: 512 prompts, seed 0)."""
+    from rlaif_ray.toy_task import write_toy_prompts_jsonl
+
+    path = BENCH_CACHE / "prompts-train.jsonl"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        write_toy_prompts_jsonl(tmp, 512, seed=0, split="train")
+        tmp.rename(path)
+    return path
+
+
+def bench_config(*overrides: str, policy: Path | None = None, labeler: bool = False):
+    """configs/local.yaml on the tiny models (or `policy`), with dotted overrides.
+
+    Without `labeler`, the reward is the toy rule alone (a `function` source), so no labeler
+    engine is started: the benchmarks that only need a policy don't pay for one.
+    """
+    import yaml
+
+    from rlaif_ray.config import apply_overrides, config_from_dict
+
+    tm = tiny_models()
+    raw = yaml.safe_load(LOCAL_YAML.read_text())
+    base = [f"model.policy={policy or tm['policy']}", f"model.labeler={tm['labeler']}",
+            f"data.source={prompts_file()}"]
+    if not labeler:
+        base.append('reward.sources=[{kind: function, function: "rlaif_ray.toy_task:rule_score", weight: 1.0}]')
+    return config_from_dict(apply_overrides(raw, [*base, *overrides]), "bench config")
+
+
+def tokenized_prompts(cfg, n: int) -> list:
+    """The first `n` prompts of the run's stream (`rlaif_ray.data.Prompt`: index, text, ids)."""
+    from rlaif_ray.data import PromptStream, load_prompt_texts
+    from rlaif_ray.modeling import load_tokenizer
+
+    tok = load_tokenizer(cfg.model.policy)
+    stream = PromptStream(load_prompt_texts(cfg.data.source, cfg.data.prompt_column), tok,
+                          cfg.data.max_prompt_tokens, cfg.data.long_prompts, cfg.run.seed)
+    return stream.take(n)

@@ -1,0 +1,189 @@
+"""`rlaif-ray eval`: policy A against policy B on held-out prompts.
+
+    prompts -> (A's engines ‖ B's engines: one answer per prompt)
+            -> labeler actors: P(A ≻ B) per pair, both orders (position-debiased)
+            -> win rate + Wilson interval; harmless rate (classifier); ground truth (function)
+            -> curves of run_dirs; report.md, eval.json, answers.jsonl
+
+Answers are short texts, so they come back to the driver (the report lists them); the
+engines hold the models.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from rlaif_ray.config import ConfigError, RewardSource, RunConfig
+from rlaif_ray.driver.pools import ActorPool, get_with_timeout
+from rlaif_ray.driver.runtime import actor_env, ray_session
+from rlaif_ray.evaluation import (eval_prompt_texts, render_report, summarize_function, summarize_harmless,
+                                  summarize_preferences)
+from rlaif_ray.preflight import check_model_ref
+
+OUTPUTS = ("eval.json", "report.md", "answers.jsonl")
+
+
+def check_eval(cfg: RunConfig, output_dir: Path, overwrite: bool) -> tuple[str, str]:
+    """Everything checkable without Ray; returns the (A, B) model refs."""
+    e = cfg.eval
+    if not e.policy_a:
+        raise ConfigError("eval.policy_a: required (an HF folder, e.g. RUN_DIR/checkpoints/iter-000012/hf); "
+                          "give it with --set eval.policy_a=PATH")
+    policy_b = e.policy_b or cfg.model.policy
+    check_model_ref("eval.policy_a", e.policy_a)
+    check_model_ref("eval.policy_b" if e.policy_b else "model.policy", policy_b)
+    check_model_ref("model.labeler", cfg.model.labeler)
+    if e.harmless:
+        check_model_ref("eval.harmless.classifier", e.harmless.classifier)
+    if e.function_judge:
+        import importlib
+
+        module, _, name = e.function_judge.partition(":")
+        try:
+            getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as err:
+            raise ConfigError(f"eval.function_judge: cannot import {e.function_judge!r}: {err}") from None
+    for k, d in enumerate(e.run_dirs):
+        if not (Path(d) / "metrics.jsonl").is_file():
+            raise ConfigError(f"eval.run_dirs.{k}: {d} has no metrics.jsonl")
+    if not overwrite and any((output_dir / f).exists() for f in OUTPUTS):
+        raise ConfigError(f"eval.output_dir: {output_dir} already holds an evaluation; pass --overwrite to replace it")
+    return e.policy_a, policy_b
+
+
+def _judge_config(cfg: RunConfig) -> RunConfig:
+    """The labeler's context is sized from rollout.sampling.max_new_tokens; a pairwise prompt
+    holds two answers, so size it for two eval answers."""
+    s = cfg.rollout.sampling.model_copy(update={"max_new_tokens": 2 * cfg.eval.sampling.max_new_tokens})
+    return cfg.model_copy(update={"rollout": cfg.rollout.model_copy(update={"sampling": s})})
+
+
+def _split(items: list, parts: int) -> list[list]:
+    return [[items[i] for i in idx] for idx in np.array_split(np.arange(len(items)), parts) if len(idx)]
+
+
+def evaluate(cfg: RunConfig, overwrite: bool = False, progress: bool = True) -> dict:
+    """Run the whole evaluation; writes the outputs into eval.output_dir and returns the summary."""
+    from actors.classifier import ClassifierActor
+    from actors.generator import GeneratorActor
+    from actors.labeler import LabelerActor
+
+    start = time.perf_counter()
+    e = cfg.eval
+    out = Path(e.output_dir)
+    policy_a, policy_b = check_eval(cfg, out, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    texts, source = eval_prompt_texts(e.prompts, e.prompt_column, e.prompts_split, e.num_prompts, cfg.run.seed,
+                                      record_to=out / "prompts.jsonl" if e.prompts is None else None)
+    items = list(enumerate(texts))
+    bar = tqdm(total=4 + bool(e.harmless), desc="eval", disable=not progress, unit="stage", dynamic_ncols=True)
+    timeout, call_timeout = cfg.run.startup_timeout_s, cfg.run.call_timeout_s
+    env = actor_env(cfg.ray)
+    with ray_session(cfg.ray):
+        pools: list[ActorPool] = []
+        try:
+            bar.set_postfix_str("starting engines")
+            for side, path in (("a", policy_a), ("b", policy_b)):
+                pools.append(ActorPool(f"policy_{side}", GeneratorActor, cfg.rollout.resources, e.actors_per_policy,
+                                       lambda r, p=path, s=side: (cfg, p, f"policy_{s}-{r}"), env, timeout))
+            jcfg = _judge_config(cfg)
+            labeler = ActorPool("labeler", LabelerActor, cfg.labeler.resources, cfg.labeler.num_actors,
+                                lambda r: (jcfg, r), env, timeout)
+            pools.append(labeler)
+            classifier = None
+            if e.harmless:
+                classifier = ActorPool("classifier", ClassifierActor, e.harmless.resources, 1,
+                                       lambda r: (e.harmless, cfg.model), env, timeout)
+                pools.append(classifier)
+            for pool in pools:
+                pool.wait_ready(timeout)
+            bar.update(1)
+
+            bar.set_postfix_str("answering")
+            answers = {}
+            calls = {side: [(a, a.answer.remote(chunk, k)) for a, chunk in zip(pool.actors, _split(items, len(pool.actors)))]
+                     for k, (side, pool) in enumerate(zip("ab", pools[:2]))}
+            truncated = 0
+            for side, side_calls in calls.items():
+                got = [get_with_timeout(ref, call_timeout, f"policy_{side}-{i}", "answer")
+                       for i, (_, ref) in enumerate(side_calls)]
+                answers[side] = sorted((x for g in got for x in g["answers"]), key=lambda x: x["position"])
+                truncated = max(truncated, sum(g["truncated"] for g in got))
+            resp = {s: [x["response"] for x in answers[s]] for s in "ab"}
+            bar.update(1)
+
+            bar.set_postfix_str("judging")
+            groups = _split(list(range(len(texts))), len(labeler.actors))
+            refs = [a.pairwise_preferences.remote([texts[i] for i in g], [resp["a"][i] for i in g],
+                                                  [resp["b"][i] for i in g]) for a, g in zip(labeler.actors, groups)]
+            parts = [get_with_timeout(r, call_timeout, f"labeler-{i}", "pairwise preferences") for i, r in enumerate(refs)]
+            prefs = {k: [v for p in parts for v in p[k]] for k in parts[0]}
+            bar.update(1)
+
+            harmless_probs = None
+            if classifier:
+                bar.set_postfix_str("harmless classifier")
+                harmless_probs = {}
+                for s in "ab":
+                    inputs = [(f"{t}{r}" if e.harmless.include_prompt else r) or " " for t, r in zip(texts, resp[s])]
+                    harmless_probs[s] = get_with_timeout(classifier.actors[0].probabilities.remote(inputs), call_timeout,
+                                                         "classifier", "harmless probabilities")
+                bar.update(1)
+        finally:
+            for pool in pools:
+                pool.shutdown()
+
+    bar.set_postfix_str("report")
+    summary = {
+        "policy_a": policy_a, "policy_b": policy_b, "labeler": cfg.model.labeler, "seed": cfg.run.seed,
+        "prompts": {"source": source, "n": len(texts), "distinct": len(set(texts)), "truncated": truncated},
+        "sampling": e.sampling.model_dump(),
+        "win_rate": summarize_preferences(prefs["p_a"], prefs["p_ab"], prefs["p_ba"],
+                                          [x == y for x, y in zip(resp["a"], resp["b"])], e.confidence),
+        "answers": {"n_prompts": len(texts),
+                    "a_tokens_mean": float(np.mean([x["tokens"] for x in answers["a"]])),
+                    "b_tokens_mean": float(np.mean([x["tokens"] for x in answers["b"]])),
+                    "a_unfinished": sum(not x["finished"] for x in answers["a"]),
+                    "b_unfinished": sum(not x["finished"] for x in answers["b"])},
+        "harmless": None, "function_judge": None, "run_dirs": list(e.run_dirs), "curves": [],
+    }
+    scores = {}
+    if e.function_judge:
+        judge = RewardSource(kind="function", function=e.function_judge, weight=0.0)
+        from rlaif_ray.rewards import function_rewards
+
+        scores = {s: function_rewards(judge, texts, resp[s]).tolist() for s in "ab"}
+        summary["function_judge"] = summarize_function(e.function_judge, scores["a"], scores["b"])
+    if harmless_probs is not None:
+        summary["harmless"] = {"classifier": e.harmless.classifier, "harmless_label": e.harmless.harmless_label,
+                               **summarize_harmless(harmless_probs["a"], harmless_probs["b"], e.harmless.threshold)}
+    if e.run_dirs:
+        from rlaif_ray.curves import plot_curves
+
+        summary["curves"] = plot_curves(e.run_dirs, e.curves, out)
+    summary["seconds"] = time.perf_counter() - start
+    _write_outputs(out, summary, texts, resp, prefs, scores, harmless_probs)
+    bar.update(1)
+    bar.close()
+    return summary
+
+
+def _write_outputs(out: Path, summary: dict, texts, resp, prefs, scores, harmless_probs) -> None:
+    with (out / "answers.jsonl").open("w") as f:
+        for i, t in enumerate(texts):
+            row = {"position": i, "prompt": t, "a": resp["a"][i], "b": resp["b"][i],
+                   **{k: prefs[k][i] for k in ("p_a", "p_ab", "p_ba")}}
+            if prefs["rationale_ab"][i] or prefs["rationale_ba"][i]:
+                row.update(rationale_ab=prefs["rationale_ab"][i], rationale_ba=prefs["rationale_ba"][i])
+            if scores:
+                row.update(score_a=scores["a"][i], score_b=scores["b"][i])
+            if harmless_probs:
+                row.update(p_harmless_a=harmless_probs["a"][i], p_harmless_b=harmless_probs["b"][i])
+            f.write(json.dumps(row) + "\n")
+    (out / "eval.json").write_text(json.dumps(summary, indent=2))
+    (out / "report.md").write_text(render_report(summary))

@@ -1,0 +1,273 @@
+"""The label job: AI preference labels for a dataset of response pairs, written as Parquet shards.
+
+    pairs (label.source) -> shards of label.shard_size -> labeler pool (vLLM), a shard per free
+    actor -> pairwise_preferences (both orders) -> output_dir/shard-NNNNN.parquet, atomically
+
+A shard is the unit of work, of writing and of resuming: a re-run skips every shard already
+on disk, so a killed job loses at most the shards in flight. `manifest.json` fingerprints
+the pairs, the sharding and the labeler settings; a re-run that differs in any of them is
+refused rather than mixing two kinds of labels in one folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections import deque
+from pathlib import Path
+
+import ray
+import yaml
+from ray.exceptions import RayError, RayTaskError
+from tqdm import tqdm
+
+from rlaif_ray.config import ConfigError, RunConfig, apply_overrides, config_from_dict
+from rlaif_ray.driver.pools import ActorPool
+from rlaif_ray.driver.runtime import actor_env, ray_session
+from rlaif_ray.labeler import Exemplar, build_cot_prompt, build_pairwise_prompt
+from rlaif_ray.preference_data import label_stats, load_pairs
+from rlaif_ray.run_dir import RunStopped
+
+log = logging.getLogger("rlaif_ray")
+
+SHARD_COLUMNS = ("pair_index", "context", "response_a", "response_b", "p_a", "p_ab", "p_ba",
+                 "rationale_ab", "rationale_ba", "human_choice")
+# The labeler settings that change a label; a resumed run must match them.
+LABEL_SETTINGS = ("task", "preamble", "few_shot", "chain_of_thought", "rationale_max_tokens")
+
+
+def load_label_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """`load_config` for label runs: `model.policy` and `data.source` may be left out.
+
+    RunConfig requires both because every training run needs them; a label run reads
+    neither, so they default to `model.labeler` and `label.source` here, in the raw YAML,
+    and the schema stays as strict as it is for training.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: malformed YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    raw = apply_overrides(raw, overrides or [])
+    if raw.get("data") is None:
+        raw["data"] = {}
+    model, data, label = (raw.get(k) if isinstance(raw.get(k), dict) else {} for k in ("model", "data", "label"))
+    if "labeler" in model:
+        model.setdefault("policy", model["labeler"])
+    data.setdefault("source", label.get("source") or "(unused by label runs)")
+    return config_from_dict(raw, str(path))
+
+
+def shard_bounds(n_pairs: int, shard_size: int) -> list[tuple[int, int]]:
+    """[lo, hi) pair ranges of the shards: all of shard_size pairs but the last."""
+    return [(lo, min(lo + shard_size, n_pairs)) for lo in range(0, n_pairs, shard_size)]
+
+
+def shard_path(out: Path, k: int) -> Path:
+    return out / f"shard-{k:05d}.parquet"
+
+
+def _manifest(cfg: RunConfig, pairs: list[dict]) -> dict:
+    h = hashlib.sha256()
+    for p in pairs:
+        h.update(json.dumps([p["context"], p["response_a"], p["response_b"], p["human_choice"]]).encode())
+    return {"pairs_sha256": h.hexdigest(), "n_pairs": len(pairs), "shard_size": cfg.label.shard_size,
+            "labeler": {"model": cfg.model.labeler, "dtype": cfg.model.dtype,
+                        **cfg.labeler.model_dump(mode="json", include=set(LABEL_SETTINGS))},
+            "source": cfg.label.source, "format": cfg.label.format}
+
+
+def prepare_output(out: Path, manifest: dict) -> None:
+    """Create `out`, or check that the labels already in it are of the same pairs and settings."""
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(".shard-*.tmp-*"):  # left by a killed run, never renamed into place
+        stale.unlink()
+    path = out / "manifest.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        differs = [k for k in ("pairs_sha256", "n_pairs", "shard_size", "labeler") if old.get(k) != manifest[k]]
+        if differs:
+            raise ConfigError(f"label.output_dir: {out} holds labels of different {', '.join(differs)} "
+                              f"(was {', '.join(f'{k}={old.get(k)!r:.80}' for k in differs)}); "
+                              f"choose a new label.output_dir or delete {out}")
+    _write_atomic(path, json.dumps(manifest, indent=2).encode())
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def shard_done(out: Path, k: int, rows: int) -> bool:
+    """A shard counts as done when its file reads back with the expected number of rows."""
+    import pyarrow.parquet as pq
+
+    path = shard_path(out, k)
+    try:
+        return path.exists() and pq.read_metadata(path).num_rows == rows
+    except Exception:  # unreadable: redo it
+        log.warning("%s is unreadable; labeling it again", path)
+        return False
+
+
+def write_shard(out: Path, k: int, lo: int, pairs: list[dict], result: dict) -> Path:
+    """One shard's pairs and labels as Parquet: written to a temp file, then renamed into place,
+    so a shard file is either complete or absent."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = len(pairs)
+    columns = {"pair_index": pa.array(range(lo, lo + n), pa.int64())}
+    for name in ("context", "response_a", "response_b"):
+        columns[name] = pa.array([p[name] for p in pairs], pa.string())
+    for name in ("p_a", "p_ab", "p_ba"):
+        columns[name] = pa.array(result[name], pa.float64())
+    for name in ("rationale_ab", "rationale_ba"):
+        columns[name] = pa.array(result[name], pa.string())
+    columns["human_choice"] = pa.array([p["human_choice"] for p in pairs], pa.int8())
+    path = shard_path(out, k)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(pa.table(columns), tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def check_labeler_context(cfg: RunConfig, pairs: list[dict]) -> None:
+    """Fail before any actor starts if a pair's labeler prompt would not fit the engine."""
+    from actors.engine import _max_positions
+    from actors.labeler import _labeler_context
+    from rlaif_ray.modeling import load_tokenizer
+
+    lc = cfg.labeler
+    # The same engine length the labeler actor gets, and the same prompt it builds.
+    context = min(_labeler_context(cfg), _max_positions(cfg.model.labeler, cfg.model.trust_remote_code))
+    exemplars = tuple(Exemplar(context=e["context"], responses=tuple(e["responses"]), label=str(e["label"]),
+                               rationale=e.get("rationale")) for e in lc.few_shot)
+    kw = dict(task=lc.task, preamble=lc.preamble, exemplars=exemplars)
+    # After the prompt: one label token, or (chain of thought) a rationale, an ending and the label.
+    extra = 1 + (lc.rationale_max_tokens + 16 if lc.chain_of_thought else 0)
+    tokenizer = load_tokenizer(cfg.model.labeler, cfg.model.trust_remote_code)
+    worst, worst_i = 0, 0
+    for lo in range(0, len(pairs), 1024):
+        chunk = pairs[lo: lo + 1024]
+        texts = [build_cot_prompt(p["context"], p["response_a"], p["response_b"], kind="pairwise", **kw)
+                 if lc.chain_of_thought else build_pairwise_prompt(p["context"], p["response_a"], p["response_b"], **kw)
+                 for p in chunk]
+        for i, ids in enumerate(tokenizer(texts)["input_ids"], start=lo):
+            if len(ids) > worst:
+                worst, worst_i = len(ids), i
+    # A couple of tokens of slack: the swapped order can tokenize one or two tokens longer.
+    need = worst + extra + 2
+    if need > context:
+        raise ConfigError(f"data.max_prompt_tokens: pair {worst_i}'s labeler prompt needs {need} tokens, but the labeler "
+                          f"engine gets {context} (512 + 256·few-shot + data.max_prompt_tokens + "
+                          f"rollout.sampling.max_new_tokens, at most the model's positions); raise "
+                          f"data.max_prompt_tokens by {need - context} or shorten the pairs")
+
+
+def label_run(cfg: RunConfig, progress: bool = True) -> dict:
+    """Label every pair of `cfg.label.source` not yet on disk; returns (and writes) the summary."""
+    from rlaif_ray.preflight import check_model_ref
+
+    start = time.perf_counter()
+    out = Path(cfg.label.output_dir)
+    check_model_ref("model.labeler", cfg.model.labeler)
+    pairs = load_pairs(cfg.label)
+    check_labeler_context(cfg, pairs)
+    prepare_output(out, _manifest(cfg, pairs))
+    bounds = shard_bounds(len(pairs), cfg.label.shard_size)
+    todo = [k for k, (lo, hi) in enumerate(bounds) if not shard_done(out, k, hi - lo)]
+    done_pairs = len(pairs) - sum(bounds[k][1] - bounds[k][0] for k in todo)
+    bar = tqdm(total=len(pairs), initial=done_pairs, desc="label", unit="pair", disable=not progress,
+               dynamic_ncols=True)
+    if todo:
+        with ray_session(cfg.ray):
+            pool = ActorPool("labeler", _labeler_cls(), cfg.labeler.resources, min(cfg.labeler.num_actors, len(todo)),
+                             lambda r: (cfg, r), actor_env(cfg.ray), cfg.run.startup_timeout_s)
+            try:
+                pool.wait_ready(cfg.run.startup_timeout_s)
+                _label_shards(pool, cfg, pairs, bounds, todo, out, bar)
+            finally:
+                pool.shutdown()
+    bar.close()
+    summary = summarize_labels(out, len(bounds))
+    summary.update(labeled_pairs=len(pairs) - done_pairs, skipped_shards=len(bounds) - len(todo),
+                   n_shards=len(bounds), seconds=round(time.perf_counter() - start, 2), output_dir=str(out))
+    _write_atomic(out / "summary.json", json.dumps(summary, indent=2).encode())
+    return summary
+
+
+def _labeler_cls():
+    from actors.labeler import LabelerActor
+
+    return LabelerActor
+
+
+def _label_shards(pool: ActorPool, cfg: RunConfig, pairs: list[dict], bounds: list[tuple[int, int]],
+                  todo: list[int], out: Path, bar: tqdm) -> None:
+    """Hand shards to the actors as they free up and write each result as it lands.
+
+    A call past `run.call_timeout_s`, or an actor that dies, gets its actor replaced and its
+    shard queued again (up to `run.max_actor_restarts` replacements); an error raised by the
+    labeler's own code stops the run, since redoing the shard would raise it again.
+    """
+    queue, idle = deque(todo), deque(range(len(pool.actors)))
+    inflight: dict = {}  # ObjectRef -> (actor index, shard index, deadline)
+    timeout = cfg.run.call_timeout_s
+
+    def fail(i: int, k: int, what: str) -> None:
+        if pool.restarts >= cfg.run.max_actor_restarts:
+            raise RunStopped(f"labeler-{i} {what} on shard {k}, after {pool.restarts} replacements "
+                             f"(run.max_actor_restarts); finished shards are kept in {out}: run the same command to resume")
+        log.warning("labeler-%d %s on shard %d; replacing it and labeling the shard again", i, what, k)
+        pool.replace(i, cfg.run.startup_timeout_s)
+        queue.appendleft(k)
+        idle.append(i)
+
+    while queue or inflight:
+        while queue and idle:
+            i, k = idle.popleft(), queue.popleft()
+            chunk = pairs[slice(*bounds[k])]
+            ref = pool.actors[i].pairwise_preferences.remote(
+                [p["context"] for p in chunk], [p["response_a"] for p in chunk], [p["response_b"] for p in chunk])
+            inflight[ref] = (i, k, time.monotonic() + timeout)
+        # Wait for the first result, but no longer than the earliest deadline.
+        wait_s = max(0.0, min(d for _, _, d in inflight.values()) - time.monotonic())
+        ready, _ = ray.wait(list(inflight), num_returns=1, timeout=wait_s)
+        for ref in ready:
+            i, k, _ = inflight.pop(ref)
+            try:
+                result = ray.get(ref)
+            except RayTaskError as err:
+                raise RunStopped(f"labeler-{i} failed on shard {k}: {err}") from None
+            except RayError as err:
+                fail(i, k, f"died ({type(err).__name__})")
+                continue
+            lo, hi = bounds[k]
+            write_shard(out, k, lo, pairs[lo:hi], result)
+            bar.update(hi - lo)
+            idle.append(i)
+        now = time.monotonic()
+        for ref, (i, k, deadline) in list(inflight.items()):
+            if deadline <= now:
+                del inflight[ref]
+                fail(i, k, f"took longer than {timeout:.0f} s (run.call_timeout_s)")
+
+
+def summarize_labels(out: Path, n_shards: int) -> dict:
+    """`label_stats` over every shard in `out` (mean P(A), position consistency, alignment)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cols = ["p_a", "p_ab", "p_ba", "human_choice"]
+    table = pa.concat_tables([pq.read_table(shard_path(out, k), columns=cols) for k in range(n_shards)])
+    d = table.to_pydict()
+    return label_stats(d["p_a"], d["p_ab"], d["p_ba"], d["human_choice"])

@@ -1,0 +1,120 @@
+"""Reward-model training and DPO runs: check the data, start the DeepSpeed workers, run the
+epochs with a progress bar, write metrics.jsonl, save the model.
+
+    pairs <- preference data (validated, labeled, split here: bad input fails before Ray)
+    workers (M DeepSpeed ranks)  : setup(data ref)     tokenize; DPO: reference logprobs once
+    epoch 0                      : evaluate            held-out metrics of the starting model
+    epoch e = 1..E, step s       : train_step(e, s)    every rank its slice of the same batch
+                                   evaluate            -> metrics row of epoch e
+    save(output_dir)                                   HF folder + tokenizer (rank 0 writes)
+
+The driver holds only the pairs' text (once, put in the object store) and small stat dicts.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import ray
+from tqdm import tqdm
+
+from rlaif_ray.config import ConfigError, RunConfig
+from rlaif_ray.driver.pools import ActorPool, get_with_timeout
+from rlaif_ray.driver.runtime import actor_env, ray_session
+from rlaif_ray.preference_train import make_pairs, merge_weighted, read_pair_rows, split_eval
+from rlaif_ray.preflight import check_model_ref
+from rlaif_ray.run_dir import prepare_run_dir
+
+MODES = {"rm": ("reward_model_train", "train-rm"), "dpo": ("dpo", "dpo")}
+
+
+def _model_field(cfg: RunConfig, mode: str) -> tuple[str, str]:
+    if mode == "rm":
+        sec = cfg.reward_model_train
+        return ("reward_model_train.backbone", sec.backbone) if sec.backbone else ("model.policy", cfg.model.policy)
+    return ("dpo.policy", cfg.dpo.policy) if cfg.dpo.policy else ("model.policy", cfg.model.policy)
+
+
+def load_training_pairs(cfg: RunConfig, mode: str) -> tuple[dict, dict]:
+    """({"train": Pairs, "eval": Pairs}, data stats), every check done before any actor starts."""
+    key, verb = MODES[mode]
+    sec = getattr(cfg, key)
+    if not sec.data:
+        raise ConfigError(f"{key}.data: `rlaif-ray {verb}` needs preference pairs (a folder of Parquet shards from "
+                          f"`rlaif-ray label`, or a .parquet/.jsonl file)")
+    check_model_ref(*_model_field(cfg, mode))
+    pairs, stats = make_pairs(read_pair_rows(sec.data, f"{key}.data"), sec.labels, f"{key}.data {sec.data}")
+    train_idx, eval_idx = split_eval(len(pairs), sec.eval_fraction, cfg.run.seed)
+    if len(train_idx) < sec.batch_size:
+        raise ConfigError(f"{key}.batch_size: {sec.batch_size} is more than the {len(train_idx)} training pairs")
+    stats.update({"pairs/train": len(train_idx), "pairs/eval": len(eval_idx)})
+    return {"train": pairs.select(train_idx), "eval": pairs.select(eval_idx)}, stats
+
+
+def train_preference_model(cfg: RunConfig, mode: str, overwrite: bool = False, progress: bool = True) -> dict:
+    """Run `rlaif-ray train-rm` (mode "rm") or `rlaif-ray dpo` (mode "dpo"); returns the summary."""
+    from actors.preference_learner import PreferenceLearnerWorker
+
+    key, verb = MODES[mode]
+    sec = getattr(cfg, key)
+    data, data_stats = load_training_pairs(cfg, mode)
+    out = Path(sec.output_dir)
+    prepare_run_dir(out, cfg, resume=False, overwrite=overwrite)
+    timeout, w = cfg.run.call_timeout_s, sec.num_workers
+    rows: list[dict] = []
+    with ray_session(cfg.ray):
+        pool = ActorPool(verb, PreferenceLearnerWorker, sec.resources, w, lambda r: (cfg, mode, r, w),
+                         actor_env(cfg.ray), cfg.run.startup_timeout_s)
+        try:
+            pool.wait_ready(cfg.run.startup_timeout_s)
+            addr, port = get_with_timeout(pool.actors[0].rendezvous_address.remote(), timeout, f"{verb}-0", "start-up")
+            data_ref = ray.put(data)  # once; every rank reads it from the object store
+            setup = get_with_timeout([a.setup.remote(addr, port, data_ref) for a in pool.actors],
+                                     cfg.run.startup_timeout_s, verb, "set-up")[0]
+            steps = setup["steps_per_epoch"]
+            data_stats["data/truncated"] = setup["data/truncated"]
+            rows.append({"epoch": 0, **data_stats, **_evaluate(pool, timeout, verb, len(data["eval"]))})
+            _write(out, rows[-1])
+            bar = tqdm(total=sec.epochs * steps, desc=verb, unit="step", disable=not progress, dynamic_ncols=True)
+            for epoch in range(1, sec.epochs + 1):
+                start = time.perf_counter()
+                train = _train_epoch(pool, epoch, steps, timeout, verb, bar)
+                row = {"epoch": epoch, **train, **_evaluate(pool, timeout, verb, len(data["eval"])),
+                       "timing/epoch": time.perf_counter() - start}
+                rows.append(row)
+                _write(out, row)
+            bar.close()
+            get_with_timeout([a.save.remote(str(out)) for a in pool.actors], timeout, verb, "save")
+        finally:
+            pool.shutdown()
+    summary = {"mode": mode, "output_dir": str(out), "epochs": sec.epochs, **data_stats,
+               "first": rows[0], "last": rows[-1]}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _train_epoch(pool: ActorPool, epoch: int, steps: int, timeout: float, verb: str, bar) -> dict:
+    """Mean over the epoch's steps of the ranks' mean stats (equal slices: the batch mean)."""
+    sums: dict[str, float] = {}
+    for step in range(steps):
+        per_rank = get_with_timeout([a.train_step.remote(epoch, step) for a in pool.actors], timeout, verb, "train step")
+        for k in per_rank[0]:
+            sums[k] = sums.get(k, 0.0) + sum(r[k] for r in per_rank) / len(per_rank)
+        bar.update(1)
+        acc = per_rank[0].get("accuracy", per_rank[0].get("reward_accuracy"))
+        bar.set_postfix(epoch=epoch, loss=f"{sums['loss'] / (step + 1):.3f}", acc=f"{acc:.2f}")
+    return {f"train/{k}": v / max(steps, 1) for k, v in sums.items()}
+
+
+def _evaluate(pool: ActorPool, timeout: float, verb: str, n_eval: int) -> dict:
+    if not n_eval:
+        return {}
+    parts = get_with_timeout([a.evaluate.remote() for a in pool.actors], timeout, verb, "evaluate")
+    return {f"eval/{k}": v for k, v in merge_weighted(parts).items()}
+
+
+def _write(out: Path, row: dict) -> None:
+    with (out / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps(row) + "\n")

@@ -1,0 +1,156 @@
+"""Pure pieces of evaluation and rejection sampling: prompts, seeds, best-of-n, summary, report.
+
+No Ray and no engines here; `rlaif_ray/driver/evaluate.py` and `driver/rejection.py` run
+the actors and call these.
+
+    win rate  = mean_i step(P_i(A ≻ B) − 1/2)        step: 1 win, 1/2 tie, 0 loss
+    P_i(A ≻ B) = (P(A | A shown first) + 1 − P(B | B shown first)) / 2   (position-debiased)
+    interval  = Wilson score interval of the win rate (`rlaif_ray.metrics.win_rate_interval`)
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from rlaif_ray.metrics import harmless_rate, win_rate_interval
+
+SIDES = ("a", "b")
+
+
+def eval_prompt_texts(source: str | None, column: str, split: str, n: int, seed: int,
+                      record_to: Path | None = None) -> tuple[list[str], str]:
+    """The first `n` held-out prompts and a description of where they came from.
+
+    `source` null: the toy task's held-out split (its pool is small, so `n` above the pool
+    cycles through it; sampled answers then make each repeat an independent draw), also
+    written to `record_to` for the record. A file or dataset with fewer than `n` prompts
+    is an error naming `eval.num_prompts`.
+    """
+    from rlaif_ray.config import ConfigError
+
+    if source is None:
+        from rlaif_ray.toy_task import toy_prompts, write_toy_prompts_jsonl
+
+        if record_to is not None:
+            write_toy_prompts_jsonl(record_to, n, seed=seed, split="heldout")
+        return toy_prompts(n, seed=seed, split="heldout"), f"toy task held-out split (seed {seed})"
+    from rlaif_ray.data import load_prompt_texts
+
+    texts = load_prompt_texts(source, column, split)
+    if len(texts) < n:
+        raise ConfigError(f"eval.num_prompts: {n} asked but {source} holds only {len(texts)} prompts")
+    return texts[:n], source
+
+
+def answer_seed(run_seed: int, side: int, position: int) -> int:
+    """Seed of one sampled answer: a function of (run seed, policy side 0/1, prompt position),
+    so a rerun reproduces every answer and A's and B's draws are independent."""
+    return int(np.random.SeedSequence([run_seed, 7919, side, position]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def best_of_n(prompt_index: np.ndarray, rewards: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """Row of the highest reward per prompt, sorted; (K,) int64 with K ≤ number of prompts.
+
+    prompt_index (B,) which prompt each sample answers; rewards (B,); valid (B,) bool, False
+    rows (non-finite reward, empty response) are never picked, and a prompt with no valid
+    row is left out. Ties go to the earliest row.
+    """
+    prompt_index = np.asarray(prompt_index)
+    r = np.asarray(rewards, dtype=np.float64)
+    ok = np.isfinite(r) if valid is None else (np.asarray(valid, dtype=bool) & np.isfinite(r))
+    best: dict[int, int] = {}
+    for row in np.flatnonzero(ok):
+        p = int(prompt_index[row])
+        if p not in best or r[row] > r[best[p]]:
+            best[p] = int(row)
+    return np.array(sorted(best.values()), dtype=np.int64)
+
+
+def mean_se(x) -> tuple[float, float]:
+    """Mean and its standard error s/√n (0 for one value)."""
+    v = np.asarray(x, dtype=np.float64)
+    if v.size == 0:
+        return float("nan"), float("nan")
+    return float(v.mean()), float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else 0.0
+
+
+def summarize_preferences(p_a, p_ab, p_ba, identical, confidence: float) -> dict:
+    """Win rate of A over B (ties half) with its Wilson interval, and labeler diagnostics.
+
+    `p_first_mean` = mean of P(first shown preferred) over both orders: 0.5 when the labeler
+    has no position bias on these pairs.
+    """
+    p = np.asarray(p_a, dtype=np.float64)
+    rate, low, high = win_rate_interval(p, confidence)
+    margin = p - 0.5
+    tie = np.abs(margin) <= 1e-9
+    return {"rate": rate, "low": low, "high": high, "confidence": confidence, "n": int(p.size),
+            "wins": int(((margin > 0) & ~tie).sum()), "ties": int(tie.sum()), "losses": int(((margin < 0) & ~tie).sum()),
+            "mean_p_a": float(p.mean()), "identical_answers": int(np.sum(identical)),
+            "p_first_mean": float((np.mean(p_ab) + np.mean(p_ba)) / 2)}
+
+
+def summarize_harmless(probs_a, probs_b, threshold: float) -> dict:
+    """Harmless rate per policy: share of answers with P(harmless) ≥ threshold."""
+    out = {"threshold": threshold}
+    for side, probs in zip(SIDES, (probs_a, probs_b)):
+        flags = np.asarray(probs, dtype=np.float64) >= threshold
+        out[side] = harmless_rate(flags)
+        out[f"{side}_mean_p"] = float(np.mean(probs))
+    return out
+
+
+def summarize_function(name: str, scores_a, scores_b) -> dict:
+    """Mean ground-truth score of each policy's answers, and the paired difference A − B."""
+    (ma, sa), (mb, sb) = mean_se(scores_a), mean_se(scores_b)
+    md, sd = mean_se(np.asarray(scores_a, dtype=np.float64) - np.asarray(scores_b, dtype=np.float64))
+    return {"name": name, "a_mean": ma, "a_se": sa, "b_mean": mb, "b_se": sb, "diff": md, "diff_se": sd}
+
+
+def render_report(s: dict) -> str:
+    """report.md of one evaluation summary (the dict written to eval.json)."""
+    w = s["win_rate"]
+    pct = f"{100 * w['confidence']:g}%"
+    verdict = ("A is preferred over B" if w["low"] > 0.5 else
+               "B is preferred over A" if w["high"] < 0.5 else "no significant preference")
+    lines = [
+        "# Evaluation: policy A vs policy B", "",
+        f"- **A**: `{s['policy_a']}`", f"- **B**: `{s['policy_b']}`", f"- **judge**: AI labeler `{s['labeler']}`, "
+        f"pairwise, both orders averaged (position-debiased)", "",
+        "## Win rate of A over B", "",
+        f"**{w['rate']:.3f}**, {pct} Wilson interval [{w['low']:.3f}, {w['high']:.3f}], n = {w['n']} "
+        f"({w['wins']} wins, {w['ties']} ties counted half, {w['losses']} losses): {verdict} at {pct}.", "",
+        f"- mean P(A preferred): {w['mean_p_a']:.3f}",
+        f"- identical answers (ties by construction): {w['identical_answers']}",
+        f"- labeler's mean P(first shown preferred): {w['p_first_mean']:.3f} (0.5 = no position bias)", "",
+    ]
+    if s.get("function_judge"):
+        f = s["function_judge"]
+        lines += ["## Ground truth", "",
+                  f"`{f['name']}`, mean over the same answers (± standard error):", "",
+                  "| policy | mean |", "|---|---|",
+                  f"| A | {f['a_mean']:+.3f} ± {f['a_se']:.3f} |", f"| B | {f['b_mean']:+.3f} ± {f['b_se']:.3f} |",
+                  f"| A − B (paired) | {f['diff']:+.3f} ± {f['diff_se']:.3f} |", ""]
+    if s.get("harmless"):
+        h = s["harmless"]
+        lines += ["## Harmless rate", "",
+                  f"Classifier `{h['classifier']}`, label {h['harmless_label']}, harmless when "
+                  f"P ≥ {h['threshold']:g}:", "",
+                  f"- A: {h['a']:.3f} (mean P {h['a_mean_p']:.3f})", f"- B: {h['b']:.3f} (mean P {h['b_mean_p']:.3f})", ""]
+    a = s["answers"]
+    lines += ["## Settings", "",
+              f"- prompts: {a['n_prompts']} from {s['prompts']['source']} ({s['prompts']['distinct']} distinct, "
+              f"{s['prompts']['truncated']} truncated)",
+              f"- sampling: {s['sampling']}",
+              f"- mean answer length, tokens: A {a['a_tokens_mean']:.1f}, B {a['b_tokens_mean']:.1f}",
+              f"- seed: {s['seed']}; wall time {s['seconds']:.1f} s",
+              "- every answer and judgement: [answers.jsonl](answers.jsonl); all numbers: [eval.json](eval.json)", ""]
+    if s.get("curves"):
+        lines += ["## Training curves", "", "Runs: " + ", ".join(f"`{d}`" for d in s["run_dirs"]), ""]
+        for c in s["curves"]:
+            lines.append(f"![{c['metric']}]({c['file']})" if c.get("file") else f"- `{c['metric']}`: {c['note']}")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,118 @@
+"""The NCCL broadcast plan (pure): same plan on both ends, bucket limits, exact round trips,
+rank layout, and bad metadata named."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+from rlaif_ray.nccl_plan import (PlanError, WeightMetadata, build_plan, check_tensors, empty_bucket,
+                                 group_layout, pack_bucket, unpack_bucket)
+
+
+def _weights(seed: int = 0) -> list[tuple[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    return [
+        ("a", torch.randn(4, 4, generator=g)),                       # fp32, 64 B
+        ("e", torch.randn(10, generator=g).to(torch.bfloat16)),      # bf16, 20 B
+        ("b", torch.randn(8, generator=g)),                          # fp32, 32 B
+        ("c", torch.randn(16, 2, generator=g)),                      # fp32, 128 B (> bucket)
+        ("d", torch.randn(3, generator=g)),                          # fp32, 12 B
+    ]
+
+
+def test_same_metadata_gives_same_plan_on_both_ends():
+    sender = WeightMetadata.of(_weights(seed=0))
+    # The receiver gets the metadata through the object store (pickled), never the tensors,
+    # and different values must not matter: only names, shapes and dtypes do.
+    receiver = pickle.loads(pickle.dumps(WeightMetadata.of(_weights(seed=1))))
+    p, q = build_plan(sender, 100), build_plan(receiver, 100)
+    assert p == q and p.fingerprint == q.fingerprint
+    assert build_plan(sender, 64).fingerprint != p.fingerprint     # bucket size is part of it
+    renamed = WeightMetadata(("a2",) + sender.names[1:], sender.shapes, sender.dtypes)
+    assert build_plan(renamed, 100).fingerprint != p.fingerprint
+
+
+def test_buckets_per_dtype_within_the_size_limit():
+    plan = build_plan(WeightMetadata.of(_weights()), bucket_bytes=100)
+    # fp32 first (first dtype seen), in order: a 64 B + b 32 B = 96 B ≤ 100; c (128 B) alone;
+    # d 12 B. Then bf16: e alone. Offsets are in elements: b starts after a's 16.
+    got = [(b.dtype, [(s.name, s.offset, s.numel) for s in b.slots], b.nbytes) for b in plan.buckets]
+    assert got == [
+        ("torch.float32", [("a", 0, 16), ("b", 16, 8)], 96),
+        ("torch.float32", [("c", 0, 32)], 128),
+        ("torch.float32", [("d", 0, 3)], 12),
+        ("torch.bfloat16", [("e", 0, 10)], 20),
+    ]
+    for b in plan.buckets:
+        assert b.nbytes <= 100 or len(b.slots) == 1
+    assert sorted(plan.names) == ["a", "b", "c", "d", "e"]
+    assert plan.nbytes == 64 + 32 + 128 + 12 + 20
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_pack_unpack_round_trip_is_exact(dtype):
+    named = [(n, t.to(dtype)) for n, t in _weights()]
+    tensors = dict(named)
+    plan = build_plan(WeightMetadata.of(named), bucket_bytes=48)
+    check_tensors(plan, tensors)
+    out = {}
+    for bucket in plan.buckets:
+        flat = pack_bucket(bucket, tensors)
+        received = empty_bucket(bucket, "cpu")
+        received.copy_(flat)                        # what the broadcast does
+        views = unpack_bucket(bucket, received)
+        for _, v in views:
+            assert v.data_ptr() >= received.data_ptr()   # a view of the buffer, no copy
+        out.update(views)
+    assert list(out) == plan.names
+    for name, t in named:
+        assert out[name].dtype == dtype and torch.equal(out[name], t), name
+
+
+def test_rank_layout_two_engines_tensor_parallel_two():
+    layout = group_layout([2, 2])
+    # rank 0 learner; engine 0 workers → 1, 2; engine 1 workers → 3, 4.
+    assert layout.world_size == 5 and layout.rank_offsets == (1, 3)
+    assert layout.ranks_of(0) == [1, 2] and layout.ranks_of(1) == [3, 4]
+    assert group_layout([1, 4, 1]).rank_offsets == (1, 2, 6)
+    with pytest.raises(PlanError, match="rollout engine 1"):
+        group_layout([2, 0])
+    with pytest.raises(PlanError, match="at least one"):
+        group_layout([])
+
+
+def test_sender_tensors_that_do_not_match_the_plan_are_named():
+    named = _weights()
+    plan = build_plan(WeightMetadata.of(named), 100)
+    tensors = dict(named)
+    with pytest.raises(PlanError, match="'b'.*not among the weights"):
+        check_tensors(plan, {k: v for k, v in tensors.items() if k != "b"})
+    with pytest.raises(PlanError, match="'extra'.*not in the broadcast plan"):
+        check_tensors(plan, {**tensors, "extra": torch.zeros(1)})
+    with pytest.raises(PlanError, match=r"'c': plan has \(16, 2\)"):
+        check_tensors(plan, {**tensors, "c": torch.zeros(2, 16)})
+    with pytest.raises(PlanError, match="'a'.*bfloat16"):
+        pack_bucket(plan.buckets[0], {**tensors, "a": tensors["a"].to(torch.bfloat16)})
+
+
+def test_bad_metadata_is_named():
+    meta = WeightMetadata.of(_weights())
+    with pytest.raises(PlanError, match="5 names, 4 shapes"):
+        build_plan(WeightMetadata(meta.names, meta.shapes[:4], meta.dtypes), 100)
+    with pytest.raises(PlanError, match="'a' appears twice"):
+        build_plan(WeightMetadata(("a", "a") + meta.names[2:], meta.shapes, meta.dtypes), 100)
+    with pytest.raises(PlanError, match="'b' has dtype 'torch.complex64'"):
+        build_plan(WeightMetadata(meta.names, meta.shapes, meta.dtypes[:2] + ("torch.complex64",) + meta.dtypes[3:]), 100)
+    with pytest.raises(PlanError, match="'a' has shape"):
+        build_plan(WeightMetadata(meta.names, ((4, -1),) + meta.shapes[1:], meta.dtypes), 100)
+    with pytest.raises(PlanError, match="bucket_bytes"):
+        build_plan(meta, 0)
+
+
+def test_unpack_rejects_a_buffer_of_the_wrong_size():
+    plan = build_plan(WeightMetadata.of(_weights()), 100)
+    with pytest.raises(PlanError, match="expected flat \\(24,\\)"):
+        unpack_bucket(plan.buckets[0], torch.zeros(23))
