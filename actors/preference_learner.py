@@ -154,13 +154,18 @@ class PreferenceLearnerWorker:
         mine = rank_rows(len(d["pairs"]), self.rank, self.world)
         self.engine.eval()
         chunk = max(self.sec.batch_size // self.world, 1)
+        # Every rank runs the same number of forwards: under ZeRO-3 each one is collective.
+        n_chunks = -(-len(rank_rows(len(d["pairs"]), 0, self.world)) // chunk)
         sums: dict[str, float] = {}
-        for s in range(0, len(mine), chunk):
-            rows = mine[s: s + chunk]
+        for c in range(n_chunks):
+            rows = mine[c * chunk: (c + 1) * chunk]
+            if not len(rows):
+                self._loss(d, np.array([0]))  # keeps the collectives in step; result unused
+                continue
             loss, stats = self._loss(d, rows)
             for k, v in {"loss": loss.item(), **{k: float(v) for k, v in stats.items()}}.items():
                 sums[k] = sums.get(k, 0.0) + v * len(rows)
-        return {"n": len(mine), **{k: v / len(mine) for k, v in sums.items()}}
+        return {"n": len(mine), **{k: v / max(len(mine), 1) for k, v in sums.items()}}
 
     def save(self, out_dir: str) -> str:
         """Collective: the full weights in HF format (+ tokenizer) into out_dir, written by rank 0

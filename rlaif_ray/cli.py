@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_cluster_commands(sub)
     add_bench_command(sub)
     add_label_commands(sub)
+    add_eval_commands(sub)
+    add_preference_commands(sub)
     return parser
 
 
@@ -268,6 +270,83 @@ def cmd_make_toy_pairs(args) -> int:
 
 
 COMMANDS.update({"label": cmd_label, "make-toy-pairs": cmd_make_toy_pairs})
+
+
+# --------------------------------------------------------------------------- reward models and DPO
+
+
+def add_preference_commands(sub) -> None:
+    """`train-rm` (reward model from preference pairs) and `dpo` (policy by DPO)."""
+    for name, text in (("train-rm", "Train a reward model on (AI) preference pairs (section reward_model_train)."),
+                       ("dpo", "Fine-tune the policy by DPO on preference pairs (section dpo).")):
+        p = sub.add_parser(name, help=text)
+        _add_config_args(p)
+        p.add_argument("--overwrite", action="store_true", help="Replace whatever is in the output_dir.")
+        p.add_argument("--no-progress", action="store_true", help="No progress bar.")
+
+
+def _cmd_preference(args, mode: str) -> int:
+    from rlaif_ray.driver.preference import train_preference_model
+
+    s = train_preference_model(load_config(args.config, args.overrides), mode, overwrite=args.overwrite,
+                               progress=not args.no_progress)
+    first, last = s["first"], s["last"]
+    acc = "eval/accuracy" if mode == "rm" else "eval/reward_accuracy"
+    held = (f"held-out accuracy {first[acc]:.3f} → {last[acc]:.3f} over {s['pairs/eval']} pairs"
+            if acc in last else "no held-out pairs (eval_fraction 0)")
+    print(f"done: {'reward model' if mode == 'rm' else 'DPO policy'} in {s['output_dir']} after {s['epochs']} "
+          f"epoch(s) on {s['pairs/train']} pairs ({s['pairs/dropped']} dropped); {held}")
+    return 0
+
+
+COMMANDS.update({"train-rm": lambda args: _cmd_preference(args, "rm"), "dpo": lambda args: _cmd_preference(args, "dpo")})
+
+
+# --------------------------------------------------------------------------- evaluation and rejection sampling
+
+
+def add_eval_commands(sub) -> None:
+    """`eval` (policy A vs B: win rate, harmless rate, curves) and `rejection-sampling` (best-of-n + SFT)."""
+    p = sub.add_parser("eval", help="Policy A vs policy B on held-out prompts: AI-labeler win rate (Wilson interval), "
+                                    "harmless rate, ground truth, training curves -> eval.output_dir/report.md.")
+    _add_config_args(p)
+    p.add_argument("--overwrite", action="store_true", help="Replace an evaluation already in eval.output_dir.")
+    p.add_argument("--no-progress", action="store_true", help="No progress bar.")
+    p = sub.add_parser("rejection-sampling", help="Best-of-n by the labeler's direct reward, SFT on the winners, "
+                                                  "for rejection_sampling.rounds rounds; exports OUTPUT_DIR/final/hf.")
+    _add_config_args(p)
+    p.add_argument("--overwrite", action="store_true", help="Replace whatever is in rejection_sampling.output_dir.")
+    p.add_argument("--no-progress", action="store_true", help="No progress bar.")
+
+
+def cmd_eval(args) -> int:
+    from rlaif_ray.driver.evaluate import evaluate
+
+    cfg = load_config(args.config, args.overrides)
+    s = evaluate(cfg, overwrite=args.overwrite, progress=not args.no_progress)
+    w = s["win_rate"]
+    line = (f"done: win rate of A over B {w['rate']:.3f} [{w['low']:.3f}, {w['high']:.3f}] "
+            f"({100 * w['confidence']:g}% Wilson, n={w['n']})")
+    if s["function_judge"]:
+        f = s["function_judge"]
+        line += f"; {f['name']}: A {f['a_mean']:+.3f}, B {f['b_mean']:+.3f}"
+    if s["harmless"]:
+        line += f"; harmless rate A {s['harmless']['a']:.3f}, B {s['harmless']['b']:.3f}"
+    print(line + f"; report: {cfg.eval.output_dir}/report.md")
+    return 0
+
+
+def cmd_rejection_sampling(args) -> int:
+    from rlaif_ray.driver.rejection import rejection_sampling_run
+
+    cfg = load_config(args.config, args.overrides)
+    s = rejection_sampling_run(cfg, overwrite=args.overwrite, progress=not args.no_progress)
+    print(f"done: {s['rounds']} rounds; mean reward of all samples {s['reward_first']:+.3f} -> {s['reward_last']:+.3f}, "
+          f"of kept samples {s['kept_first']:+.3f} -> {s['kept_last']:+.3f}; policy: {s['policy']}")
+    return 0
+
+
+COMMANDS.update({"eval": cmd_eval, "rejection-sampling": cmd_rejection_sampling})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,7 +47,7 @@ def build_experience(cfg: RunConfig, batch: RolloutBatch, source_rewards: dict[s
     empty = torch.from_numpy(batch.response_lens == 0)
     keep = finite & ~empty
     mask = mask * keep[:, None].float()
-    scores = torch.where(finite, scores, torch.zeros_like(scores))
+    scores = _fill_dropped(scores, finite, cfg.rollout.sampling.samples_per_prompt)
     if cfg.reward.objective == "paper":
         scores = (1.0 - kl_coef) * scores
     old = torch.from_numpy(old_logp)
@@ -82,3 +82,16 @@ def build_experience(cfg: RunConfig, batch: RolloutBatch, source_rewards: dict[s
     if ret is not None:
         stats["returns/mean"] = float(masked_mean(ret, mask))
     return Experience(batch, mask, old, ref, v, adv, ret), stats
+
+
+def _fill_dropped(scores: torch.Tensor, finite: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Give a dropped (non-finite) score its group's mean of the finite ones (0 if none).
+
+    The row itself is masked out of the update; the fill only keeps it from dragging the
+    group baselines of grpo/rloo (and whitening) towards an arbitrary value.
+    """
+    groups = scores.view(-1, group_size) if scores.numel() % group_size == 0 else scores.view(1, -1)
+    ok = finite.view(groups.shape)
+    safe = torch.where(ok, groups, torch.zeros_like(groups))
+    mean = safe.sum(-1, keepdim=True) / ok.sum(-1, keepdim=True).clamp(min=1)
+    return torch.where(ok, groups, mean.expand_as(groups)).reshape(-1)

@@ -163,3 +163,12 @@ def test_empty_responses_are_counted_and_masked(repo_root):
     # kl/mean over kept rows (−0.5 + 0.5 + 0)/3 = 0; response_length/mean = 7/4
     assert stats["kl/mean"] == pytest.approx(0.0, abs=1e-6)
     assert stats["response_length/mean"] == 1.75
+
+
+def test_dropped_score_takes_its_group_mean():
+    from rlaif_ray.experience import _fill_dropped
+
+    scores = torch.tensor([1.0, float("nan"), 3.0, 5.0, float("nan"), float("inf"), 2.0, 2.0])
+    filled = _fill_dropped(scores, torch.isfinite(scores), group_size=4)
+    # group 1: mean of (1, 3, 5) = 3; group 2: mean of (2, 2) = 2
+    assert filled.tolist() == [1.0, 3.0, 3.0, 5.0, 2.0, 2.0, 2.0, 2.0]

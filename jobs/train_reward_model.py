@@ -1,0 +1,14 @@
+"""Ray job entrypoint: train a reward model on (AI) preference pairs (distilled RLAIF).
+
+    python -m jobs.train_reward_model --config configs/train-rm-toy.yaml [--set k=v ...] [--overwrite]
+
+Inside a Ray job RAY_ADDRESS is set and the workers join that cluster; run by hand it starts
+a private local Ray. Same flags as `rlaif-ray train-rm`.
+"""
+
+import sys
+
+from rlaif_ray.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["train-rm", *sys.argv[1:]]))

@@ -1,0 +1,180 @@
+"""`rlaif-ray rejection-sampling`: best-of-n by the AI labeler, then SFT on the winners.
+
+One round, as named stages (the PPO driver's own stages where they are the same):
+
+    prompts -> rollout actors: n samples per prompt             (driver.train.generate)
+            -> labeler actors: direct RLAIF reward per sample
+            -> best sample per prompt (argmax of the reward)     (evaluation.best_of_n)
+            -> learners: SFT on the kept samples                 (LearnerWorker.train_sft)
+            -> weight sync learner -> rollout engines (+ probe)  (driver.train.sync_weights)
+            -> metrics row: mean reward of all samples and of the kept ones
+
+After the last round the learners export the policy to OUTPUT_DIR/final/hf. The driver
+reads only rewards and row keys (a few numbers per sample), never the batches.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import ray
+from tqdm import tqdm
+
+from rlaif_ray.algorithms import make_kl_controller
+from rlaif_ray.batch import RolloutBatch
+from rlaif_ray.config import ConfigError, RewardSource, RunConfig, config_from_dict
+from rlaif_ray.data import PromptStream, load_prompt_texts
+from rlaif_ray.driver.pools import get_with_timeout
+from rlaif_ray.driver.roles import start_roles
+from rlaif_ray.driver.runtime import ray_session
+from rlaif_ray.driver.sync import make_weight_sync
+from rlaif_ray.driver.train import RunState, StageTimer, _await_or_redo, generate, probe, sync_weights, take_prompts
+from rlaif_ray.evaluation import best_of_n, mean_se
+from rlaif_ray.modeling import load_tokenizer
+from rlaif_ray.preflight import check_models
+from rlaif_ray.probe import probe_prompt
+from rlaif_ray.rewards import function_rewards
+from rlaif_ray.run_dir import MetricsWriter, prepare_run_dir
+
+log = logging.getLogger("rlaif_ray")
+
+
+def rejection_config(cfg: RunConfig) -> RunConfig:
+    """The run config the roles are started with, derived from `rejection_sampling`.
+
+    prompts_per_iteration = prompts_per_round, samples_per_prompt = n, the learners'
+    minibatch and lr from the section; reward sources: the labeler's direct reward (it picks
+    the winners) plus the config's `function` sources, logged with weight 0.
+    """
+    rs = cfg.rejection_sampling
+    if rs.minibatch_size % cfg.learner.num_workers:
+        raise ConfigError(f"rejection_sampling.minibatch_size: {rs.minibatch_size} must be divisible by "
+                          f"learner.num_workers ({cfg.learner.num_workers}) for data parallelism")
+    if not any(s.kind == "labeler_direct" for s in cfg.reward.sources):
+        raise ConfigError("reward.sources: rejection sampling keeps the best sample by the labeler's direct "
+                          "reward; add a labeler_direct source")
+    raw = cfg.model_dump(mode="json")
+    raw["run"]["iterations"] = rs.rounds
+    raw["data"]["prompts_per_iteration"] = rs.prompts_per_round
+    raw["rollout"]["sampling"]["samples_per_prompt"] = rs.samples_per_prompt
+    raw["ppo"]["minibatch_size"] = rs.minibatch_size
+    # No critic: the learners build a value model only for the `ppo` estimator, and SFT
+    # trains none. The estimator itself is never used here.
+    raw["ppo"]["algorithm"] = "grpo"
+    raw["learner"]["lr"] = rs.lr
+    raw["reward"]["sources"] = [RewardSource().model_dump(mode="json")] + [
+        {**s, "weight": 0.0} for s in raw["reward"]["sources"] if s["kind"] == "function"]
+    return config_from_dict(raw, "rejection_sampling (derived run config)")
+
+
+@ray.remote(num_cpus=0)
+def shard_facts(function_sources: list[RewardSource], *shards: RolloutBatch) -> dict:
+    """Row keys and ground-truth scores of the concatenated shards: (B,) arrays, small."""
+    batch = RolloutBatch.concat(list(shards))
+    out = {"prompt_index": batch.prompt_index, "response_lens": batch.response_lens}
+    for s in function_sources:
+        out[s.label] = function_rewards(s, batch.prompts, batch.responses)
+    return out
+
+
+def label(run: RunState, shards: list) -> np.ndarray:
+    """(B,) direct RLAIF rewards of every sample, labeler actors over contiguous shard groups;
+    a dead or stuck labeler is replaced and its group redone."""
+    pool = run.roles.labeler
+    groups = [list(g) for g in np.array_split(np.arange(len(shards)), len(pool.actors)) if len(g)]
+    calls = [a.direct_rewards.remote([shards[i] for i in g]) for a, g in zip(pool.actors, groups)]
+    for i, g in enumerate(groups):
+        calls[i] = _await_or_redo(run, pool, i, calls[i], lambda a, g=g: a.direct_rewards.remote([shards[j] for j in g]),
+                                  "direct_rewards", n_redone=0)
+    return np.concatenate(ray.get([c[0] for c in calls])).astype(np.float64)
+
+
+def train_sft(run: RunState, shards: list, best: np.ndarray) -> dict:
+    refs = [l.train_sft.remote(shards, best.tolist(), run.iteration) for l in run.roles.learners.actors]
+    per_rank = get_with_timeout(refs, run.cfg.run.call_timeout_s, "learner", "SFT")
+    return {k: v for k, v in per_rank[0].items() if k != "seconds"}
+
+
+def run_round(run: RunState) -> dict:
+    """One round; returns its metrics row."""
+    t = StageTimer()
+    fn_sources = [s for s in run.cfg.reward.sources if s.kind == "function"]
+    with t("iteration"):
+        with t("prompts"):
+            prompts = take_prompts(run)
+        with t("rollout"):
+            shards = generate(run, prompts)
+        with t("reward"):
+            facts_ref = shard_facts.remote(fn_sources, *shards)
+            rewards = label(run, shards)
+            facts = get_with_timeout(facts_ref, run.cfg.run.call_timeout_s, "driver", "row keys")
+        nonempty = facts["response_lens"] > 0
+        best = best_of_n(facts["prompt_index"], rewards, nonempty)
+        if len(best) < run.cfg.ppo.minibatch_size:
+            log.warning("round %d: only %d samples kept, fewer than one minibatch (%d): no SFT step",
+                        run.iteration + 1, len(best), run.cfg.ppo.minibatch_size)
+        with t("train"):
+            sft = train_sft(run, shards, best)
+        with t("sync"):
+            sync = sync_weights(run)
+        with t("probe"):
+            probe_stats = probe(run) if run.cfg.sync.probe else {}
+    run.iteration += 1
+    finite = np.isfinite(rewards)
+    row = {"iteration": run.iteration, "round": run.iteration, "policy_version": run.policy_version}
+    row["reward/mean"], row["reward/se"] = mean_se(rewards[finite])
+    row["reward/kept_mean"], row["reward/kept_se"] = mean_se(rewards[best])
+    for s in fn_sources:
+        row[f"reward/{s.label}/mean"] = float(np.mean(facts[s.label]))
+        row[f"reward/{s.label}/kept_mean"] = float(np.mean(facts[s.label][best])) if len(best) else float("nan")
+    lens = facts["response_lens"]
+    row.update({"response_length/mean": float(lens.mean()),
+                "response_length/kept_mean": float(lens[best].mean()) if len(best) else float("nan"),
+                "data/samples": int(len(rewards)), "data/kept": int(len(best)),
+                "data/nonfinite_rewards": int((~finite).sum()), "data/empty_responses": int((~nonempty).sum())})
+    row.update(sft)
+    row.update(sync)
+    row.update(probe_stats)
+    row.update(t.seconds)
+    return row
+
+
+def rejection_sampling_run(cfg: RunConfig, overwrite: bool = False, progress: bool = True) -> dict:
+    """Check, start the roles (no reference actor), run every round, export the policy."""
+    rcfg = rejection_config(cfg)
+    check_models(rcfg)
+    out = Path(cfg.rejection_sampling.output_dir)
+    tokenizer = load_tokenizer(rcfg.model.policy, rcfg.model.trust_remote_code)
+    texts = load_prompt_texts(rcfg.data.source, rcfg.data.prompt_column, rcfg.data.split)
+    stream = PromptStream(texts, tokenizer, rcfg.data.max_prompt_tokens, rcfg.data.long_prompts, rcfg.run.seed)
+    prepare_run_dir(out, cfg, resume=False, overwrite=overwrite)
+    writer = MetricsWriter(out, cfg.run.name)
+    rows = []
+    with ray_session(rcfg.ray):
+        roles = start_roles(rcfg, reference=False)
+        try:
+            run = RunState(rcfg, roles, stream, make_kl_controller("fixed", 0.0, None, 1), make_weight_sync(rcfg.sync),
+                           probe_prompt(tokenizer), out)
+            bar = tqdm(total=rcfg.run.iterations, desc=f"{cfg.run.name} best-of-{rcfg.rollout.sampling.samples_per_prompt}",
+                       disable=not progress, unit="round", dynamic_ncols=True)
+            while run.iteration < rcfg.run.iterations:
+                row = run_round(run)
+                writer.write(row)
+                rows.append(row)
+                bar.update(1)
+                bar.set_postfix(reward=f"{row['reward/mean']:+.3f}", kept=f"{row['reward/kept_mean']:+.3f}")
+            bar.close()
+            final = out / "final"
+            refs = [l.save_checkpoint.remote(str(final), rcfg.model.policy) for l in roles.learners.actors]
+            get_with_timeout(refs, rcfg.run.call_timeout_s, "learner", "export")
+        finally:
+            writer.close()
+            roles.shutdown()
+    summary = {"rounds": len(rows), "policy": str(out / "final" / "hf"),
+               "reward_first": rows[0]["reward/mean"], "reward_last": rows[-1]["reward/mean"],
+               "kept_first": rows[0]["reward/kept_mean"], "kept_last": rows[-1]["reward/kept_mean"]}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
