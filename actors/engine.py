@@ -12,8 +12,11 @@ from rlaif_ray.weights import unpack_bucket
 
 
 def build_llm(model_path: str, model: ModelSection, kv_cache_mib: int, gpu_memory_utilization: float,
-              seed: int, max_model_len: int):
+              seed: int, max_model_len: int, worker_extension_cls: str | None = None):
     """An in-process vLLM engine sized from config.
+
+    `worker_extension_cls` (a qualname, e.g. `actors.nccl_sync.WeightGroupExtension`) is
+    mixed into every vLLM worker, for `collective_rpc` calls such as the NCCL weight group's.
 
     Engine env vars are set here and only here, because vLLM reads them at import:
     - VLLM_ENABLE_V1_MULTIPROCESSING=0 keeps the engine core in this actor's process
@@ -38,6 +41,8 @@ def build_llm(model_path: str, model: ModelSection, kv_cache_mib: int, gpu_memor
         kwargs["enforce_eager"] = True
         # Without an explicit size one CPU engine claims most of the machine's RAM.
         kwargs["kv_cache_memory_bytes"] = kv_cache_mib * 2**20
+    if worker_extension_cls:
+        kwargs["worker_extension_cls"] = worker_extension_cls
     return LLM(**kwargs)
 
 

@@ -248,6 +248,31 @@ class LearnerWorker:
             return []
         return [ray.put(b) for b in pack_state_dict(named, bucket_mib * 2**20)]
 
+    def weight_metadata(self):
+        """Names, full shapes, dtypes of the policy: what NCCL receivers build their plan from."""
+        from actors.nccl_sync import learner_metadata
+
+        return learner_metadata(self.policy.module)
+
+    def _weight_sender(self, bucket_mib: int):
+        from actors.nccl_sync import LearnerWeightSender
+
+        sender = getattr(self, "weight_sender", None)
+        if sender is None or sender.plan.bucket_bytes != bucket_mib * 2**20:
+            self.weight_sender = sender = LearnerWeightSender(self.policy.module, bucket_mib * 2**20,
+                                                              self.cfg.learner.zero_stage)
+        return sender
+
+    def init_weight_group(self, master_address: str, master_port: int, world_size: int, timeout_s: float,
+                          bucket_mib: int) -> str:
+        """Rank 0: open rank 0 of the NCCL weight group (blocks until all receivers joined);
+        returns the bucket plan's fingerprint."""
+        return self._weight_sender(bucket_mib).open(master_address, master_port, world_size, timeout_s)
+
+    def broadcast_weights(self, bucket_mib: int) -> dict:
+        """All ranks (ZeRO-3 gathers each bucket collectively); rank 0 broadcasts the buckets."""
+        return self._weight_sender(bucket_mib).broadcast(self.rank)
+
     def probe_logprobs(self, prompt_ids: list[int], token_ids: list[int]) -> list[float]:
         """Teacher-forced log π(token | prompt, earlier tokens) at temperature 1."""
         batch = build_shard([prompt_ids], [token_ids], [[0.0] * len(token_ids)], [0], [0], [""], [""],

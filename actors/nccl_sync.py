@@ -191,7 +191,7 @@ class LearnerWeightSender:
 
     def broadcast(self, rank: int) -> dict:
         """Collective over the learner ranks under ZeRO-3 (each bucket's parameters are
-        gathered on all of them); only rank 0 sends. Returns seconds and bytes."""
+        gathered on all of them); only rank 0 sends. Returns seconds, bytes and buckets."""
         start = time.perf_counter()
         params = dict(_learner_named_params(self.module))
         check_names(self.plan, list(params))
@@ -207,7 +207,7 @@ class LearnerWeightSender:
                 sent += self._send_one(rank, bucket, chosen)
         if rank == 0:
             self.group.synchronize()
-        return {"seconds": time.perf_counter() - start, "bytes": sent}
+        return {"seconds": time.perf_counter() - start, "bytes": sent, "buckets": len(self.plan.buckets)}
 
     def _send_one(self, rank: int, bucket, chosen: dict) -> int:
         if rank != 0:

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import ray
 
+from actors import nccl_sync
 from actors.engine import build_llm, load_weight_buckets
 from rlaif_ray.batch import RolloutBatch, build_shard
 from rlaif_ray.config import RunConfig
@@ -26,7 +27,8 @@ class RolloutActor:
         self.llm = build_llm(cfg.model.policy, cfg.model, cfg.rollout.kv_cache_mib,
                              cfg.rollout.gpu_memory_utilization, seed=cfg.run.seed + rank,
                              max_model_len=max(cfg.data.max_prompt_tokens + cfg.rollout.sampling.max_new_tokens,
-                                               PROBE_PROMPT_TOKENS + PROBE_NEW_TOKENS))
+                                               PROBE_PROMPT_TOKENS + PROBE_NEW_TOKENS),
+                             worker_extension_cls=nccl_sync.WORKER_EXTENSION if cfg.sync.backend == "nccl" else None)
         self.tokenizer = self.llm.get_tokenizer()
         self.policy_version = 0
 
@@ -85,6 +87,31 @@ class RolloutActor:
         """
         start = time.perf_counter()
         load_weight_buckets(self.llm, bucket_refs, reset_prefix_cache)
+        self.policy_version = policy_version
+        return time.perf_counter() - start
+
+    # NCCL weight sync (sync.backend: nccl): this engine's vLLM workers are ranks
+    # rank_offset .. rank_offset + weight_group_workers() - 1 of the learner's broadcast group.
+
+    def weight_group_workers(self) -> int:
+        return nccl_sync.engine_workers(self.llm)
+
+    def init_weight_group(self, master_address: str, master_port: int, rank_offset: int, world_size: int,
+                          timeout_s: float, metadata, bucket_mib: int) -> str:
+        """Join the group (blocks until it has formed); returns the fingerprint of the bucket
+        plan derived here from the learner's `metadata`, which must equal the learner's."""
+        self.weight_plan = nccl_sync.build_plan(metadata, bucket_mib * 2**20)
+        nccl_sync.engine_init_weight_group(self.llm, master_address, master_port, rank_offset, world_size, timeout_s)
+        return self.weight_plan.fingerprint
+
+    def receive_weights(self, fingerprint: str, policy_version: int, timeout_s: float) -> float:
+        """Receive the learner's broadcast into the live engine, reset the prefix cache."""
+        if getattr(self, "weight_plan", None) is None:
+            raise RuntimeError(f"{self.name}: receive_weights before init_weight_group")
+        if fingerprint != self.weight_plan.fingerprint:
+            raise RuntimeError(f"{self.name}: bucket plan {self.weight_plan.fingerprint} != sender's {fingerprint}")
+        start = time.perf_counter()
+        nccl_sync.engine_receive(self.llm, self.weight_plan, timeout_s)
         self.policy_version = policy_version
         return time.perf_counter() - start
 

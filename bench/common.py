@@ -16,6 +16,7 @@ import os
 import platform
 import statistics
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -250,3 +251,28 @@ def tokenized_prompts(cfg, n: int) -> list:
     stream = PromptStream(load_prompt_texts(cfg.data.source, cfg.data.prompt_column), tok,
                           cfg.data.max_prompt_tokens, cfg.data.long_prompts, cfg.run.seed)
     return stream.take(n)
+
+
+@contextmanager
+def live_run(cfg):
+    """A private local Ray with every role of `cfg` started and a `RunState` ready for
+    `rlaif_ray.driver.train.run_iteration` (what `train_run` does, minus the run dir)."""
+    from rlaif_ray.algorithms import make_kl_controller
+    from rlaif_ray.data import PromptStream, load_prompt_texts
+    from rlaif_ray.driver.roles import start_roles
+    from rlaif_ray.driver.runtime import ray_session
+    from rlaif_ray.driver.sync import make_weight_sync
+    from rlaif_ray.driver.train import RunState
+    from rlaif_ray.modeling import load_tokenizer
+    from rlaif_ray.probe import probe_prompt
+
+    tok = load_tokenizer(cfg.model.policy)
+    stream = PromptStream(load_prompt_texts(cfg.data.source, cfg.data.prompt_column), tok,
+                          cfg.data.max_prompt_tokens, cfg.data.long_prompts, cfg.run.seed)
+    with ray_session(cfg.ray):
+        roles = start_roles(cfg)
+        try:
+            kl = make_kl_controller(cfg.kl.controller, cfg.kl.coef, cfg.kl.target, cfg.kl.horizon)
+            yield RunState(cfg, roles, stream, kl, make_weight_sync(cfg.sync), probe_prompt(tok))
+        finally:
+            roles.shutdown()

@@ -286,10 +286,10 @@ def add_preference_commands(sub) -> None:
 
 
 def _cmd_preference(args, mode: str) -> int:
-    from rlaif_ray.driver.preference import train_preference_model
+    from rlaif_ray.driver.preference import load_preference_config, train_preference_model
 
-    s = train_preference_model(load_config(args.config, args.overrides), mode, overwrite=args.overwrite,
-                               progress=not args.no_progress)
+    s = train_preference_model(load_preference_config(args.config, args.overrides, mode), mode,
+                               overwrite=args.overwrite, progress=not args.no_progress)
     first, last = s["first"], s["last"]
     acc = "eval/accuracy" if mode == "rm" else "eval/reward_accuracy"
     held = (f"held-out accuracy {first[acc]:.3f} → {last[acc]:.3f} over {s['pairs/eval']} pairs"

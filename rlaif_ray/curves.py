@@ -22,6 +22,7 @@ def plot_curves(run_dirs: list[str | Path], metrics: list[str], out_dir: str | P
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     out_dir = Path(out_dir)
     runs = [(Path(d), read_metrics(Path(d))) for d in run_dirs]
@@ -40,6 +41,7 @@ def plot_curves(run_dirs: list[str | Path], metrics: list[str], out_dir: str | P
             plt.close(fig)
             out.append({"metric": metric, "note": "not logged by any of the runs"})
             continue
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("iteration")
         ax.set_ylabel(metric)
         ax.set_title(metric)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import socket
 
+import pytest
 import torch
 
 from rlaif_ray.nccl_plan import WeightMetadata, build_plan
@@ -38,6 +39,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # ~45 s on 2 cores: three processes each import vLLM
 def test_three_process_group_moves_every_bucket_exactly():
     ctx = mp.get_context("spawn")
     out = ctx.Queue()

@@ -44,6 +44,8 @@ def check_eval(cfg: RunConfig, output_dir: Path, overwrite: bool) -> tuple[str, 
         import importlib
 
         module, _, name = e.function_judge.partition(":")
+        if not name:
+            raise ConfigError(f"eval.function_judge: expected 'package.module:function', got {e.function_judge!r}")
         try:
             getattr(importlib.import_module(module), name)
         except (ImportError, AttributeError) as err:
@@ -69,14 +71,14 @@ def _split(items: list, parts: int) -> list[list]:
 
 def evaluate(cfg: RunConfig, overwrite: bool = False, progress: bool = True) -> dict:
     """Run the whole evaluation; writes the outputs into eval.output_dir and returns the summary."""
-    from actors.classifier import ClassifierActor
-    from actors.generator import GeneratorActor
-    from actors.labeler import LabelerActor
-
     start = time.perf_counter()
     e = cfg.eval
     out = Path(e.output_dir)
     policy_a, policy_b = check_eval(cfg, out, overwrite)
+    from actors.classifier import ClassifierActor
+    from actors.generator import GeneratorActor
+    from actors.labeler import LabelerActor
+
     out.mkdir(parents=True, exist_ok=True)
     texts, source = eval_prompt_texts(e.prompts, e.prompt_column, e.prompts_split, e.num_prompts, cfg.run.seed,
                                       record_to=out / "prompts.jsonl" if e.prompts is None else None)

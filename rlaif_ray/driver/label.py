@@ -148,7 +148,8 @@ def check_labeler_context(cfg: RunConfig, pairs: list[dict]) -> None:
 
     lc = cfg.labeler
     # The same engine length the labeler actor gets, and the same prompt it builds.
-    context = min(_labeler_context(cfg), _max_positions(cfg.model.labeler, cfg.model.trust_remote_code))
+    budget, positions = _labeler_context(cfg), _max_positions(cfg.model.labeler, cfg.model.trust_remote_code)
+    context = min(budget, positions)
     exemplars = tuple(Exemplar(context=e["context"], responses=tuple(e["responses"]), label=str(e["label"]),
                                rationale=e.get("rationale")) for e in lc.few_shot)
     kw = dict(task=lc.task, preamble=lc.preamble, exemplars=exemplars)
@@ -166,11 +167,13 @@ def check_labeler_context(cfg: RunConfig, pairs: list[dict]) -> None:
                 worst, worst_i = len(ids), i
     # A couple of tokens of slack: the swapped order can tokenize one or two tokens longer.
     need = worst + extra + 2
+    if need > positions:
+        raise ConfigError(f"label.source: pair {worst_i}'s labeler prompt needs {need} tokens, but the labeler model "
+                          f"{cfg.model.labeler} has only {positions} positions; shorten the pairs or use fewer few-shot exemplars")
     if need > context:
         raise ConfigError(f"data.max_prompt_tokens: pair {worst_i}'s labeler prompt needs {need} tokens, but the labeler "
                           f"engine gets {context} (512 + 256·few-shot + data.max_prompt_tokens + "
-                          f"rollout.sampling.max_new_tokens, at most the model's positions); raise "
-                          f"data.max_prompt_tokens by {need - context} or shorten the pairs")
+                          f"rollout.sampling.max_new_tokens); raise data.max_prompt_tokens by {need - context}")
 
 
 def label_run(cfg: RunConfig, progress: bool = True) -> dict:
@@ -186,21 +189,26 @@ def label_run(cfg: RunConfig, progress: bool = True) -> dict:
     bounds = shard_bounds(len(pairs), cfg.label.shard_size)
     todo = [k for k, (lo, hi) in enumerate(bounds) if not shard_done(out, k, hi - lo)]
     done_pairs = len(pairs) - sum(bounds[k][1] - bounds[k][0] for k in todo)
-    bar = tqdm(total=len(pairs), initial=done_pairs, desc="label", unit="pair", disable=not progress,
-               dynamic_ncols=True)
+    label_s = 0.0
     if todo:
         with ray_session(cfg.ray):
             pool = ActorPool("labeler", _labeler_cls(), cfg.labeler.resources, min(cfg.labeler.num_actors, len(todo)),
                              lambda r: (cfg, r), actor_env(cfg.ray), cfg.run.startup_timeout_s)
             try:
                 pool.wait_ready(cfg.run.startup_timeout_s)
-                _label_shards(pool, cfg, pairs, bounds, todo, out, bar)
+                # The bar starts once the engines are up, so its rate is the labeling rate.
+                with tqdm(total=len(pairs), initial=done_pairs, desc="label", unit="pair", disable=not progress,
+                          dynamic_ncols=True) as bar:
+                    t0 = time.perf_counter()
+                    _label_shards(pool, cfg, pairs, bounds, todo, out, bar)
+                    label_s = time.perf_counter() - t0
             finally:
                 pool.shutdown()
-    bar.close()
     summary = summarize_labels(out, len(bounds))
-    summary.update(labeled_pairs=len(pairs) - done_pairs, skipped_shards=len(bounds) - len(todo),
-                   n_shards=len(bounds), seconds=round(time.perf_counter() - start, 2), output_dir=str(out))
+    labeled = len(pairs) - done_pairs
+    summary.update(labeled_pairs=labeled, skipped_shards=len(bounds) - len(todo), n_shards=len(bounds),
+                   seconds=round(time.perf_counter() - start, 2), label_seconds=round(label_s, 2),
+                   pairs_per_s=round(labeled / label_s, 2) if label_s else None, output_dir=str(out))
     _write_atomic(out / "summary.json", json.dumps(summary, indent=2).encode())
     return summary
 

@@ -50,6 +50,9 @@ def rejection_config(cfg: RunConfig) -> RunConfig:
     the winners) plus the config's `function` sources, logged with weight 0.
     """
     rs = cfg.rejection_sampling
+    if rs.prompts_per_round % rs.minibatch_size:
+        raise ConfigError(f"rejection_sampling.minibatch_size: {rs.minibatch_size} must divide "
+                          f"rejection_sampling.prompts_per_round ({rs.prompts_per_round}): one kept sample per prompt")
     if rs.minibatch_size % cfg.learner.num_workers:
         raise ConfigError(f"rejection_sampling.minibatch_size: {rs.minibatch_size} must be divisible by "
                           f"learner.num_workers ({cfg.learner.num_workers}) for data parallelism")

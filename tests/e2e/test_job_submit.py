@@ -78,8 +78,10 @@ def ray_head():
     gcs, dash, client, nm, om, agent, agent_grpc, rt_env, metrics = free_ports(9)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     # Token auth as Ray 2.60 starts it: RAY_AUTH_MODE=token, the token from RAY_AUTH_TOKEN_PATH.
-    # PATH: the job's `python` must be this virtualenv's.
-    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_file),
+    # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0: a single-node Ray, so `--node-ip-address 127.0.0.1`
+    # is kept (otherwise Ray swaps it for the host's address) and the GCS, raylet and workers
+    # listen on loopback only. PATH: the job's `python` must be this virtualenv's.
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_file), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
                PATH=f"{VENV_BIN}:{env.get('PATH', '')}")
     cmd = [str(VENV_BIN / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
            "--port", str(gcs), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
@@ -149,6 +151,20 @@ def assert_clean_failure(out: subprocess.CompletedProcess, *words: str) -> str:
     for w in words:
         assert w in line, line
     return line
+
+
+def test_head_listens_on_loopback_only(ray_head):
+    import psutil
+
+    listening = []
+    for pid in processes_of(ray_head["temp_dir"]):
+        try:
+            conns = psutil.Process(pid).net_connections(kind="inet")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        listening += [(pid, c.laddr.ip, c.laddr.port) for c in conns if c.status == psutil.CONN_LISTEN]
+    assert listening, "found no listening sockets of the head"
+    assert all(ip in ("127.0.0.1", "::1", "::ffff:127.0.0.1") for _, ip, _ in listening), listening
 
 
 def test_missing_wrong_token_and_bad_address_fail_clearly(ray_head, tmp_path):

@@ -1,0 +1,102 @@
+"""Orchestration overhead of an iteration of the embedded default run.
+
+The metrics rows hold the driver's wall seconds per stage (`timing/<stage>`). What the
+actors spend inside their calls comes from Ray's task events (`ray.timeline()`: start and
+duration of every actor method). Per stage, the actor seconds are those of its slowest
+actor; calls that run concurrently (rewards ‖ reference ‖ old logprobs in `score`) count
+once, as the slowest of them; calls that follow each other inside a stage (sync: gather,
+then load; probe: engine, then learner) add up. Then
+
+    overhead = iteration wall − (prompts + Σ_stages actor seconds)
+    fraction = overhead / iteration wall                       (goal ≤ 10 %)
+
+i.e. everything that is not an actor computing: Ray call and scheduling latency, argument
+and result transfer, the driver's own work and its waiting between calls.
+"""
+
+from __future__ import annotations
+
+import time
+
+from tqdm import tqdm
+
+from bench.common import Result, bench_config, live_run, median
+
+GOAL = 0.10
+STAGES = ("prompts", "rollout", "score", "advantages", "train", "sync", "probe")
+# stage -> phases run one after another; each phase: methods running concurrently.
+PHASES = {
+    "rollout": [("RolloutActor.generate",)],
+    "score": [("LabelerActor.direct_rewards", "ReferenceActor.logprobs", "LearnerWorker.old_logprobs_and_values")],
+    "advantages": [("LearnerWorker.prepare_experience",)],
+    "train": [("LearnerWorker.train",)],
+    "sync": [("LearnerWorker.put_weight_buckets",), ("RolloutActor.load_weights",)],
+    "probe": [("RolloutActor.probe",), ("LearnerWorker.probe_logprobs",)],
+}
+
+
+def run(quick: bool) -> Result:
+    import ray
+
+    from rlaif_ray.driver.train import run_iteration
+
+    measured = 1 if quick else 5
+    cfg = bench_config(*(["data.prompts_per_iteration=4", "ppo.minibatch_size=16"] if quick else []), labeler=True)
+    windows, rows = [], []
+    with live_run(cfg) as run:
+        run_iteration(run)  # warm-up
+        for _ in tqdm(range(measured), desc="overhead: iterations", unit="iter"):
+            start = time.time()
+            rows.append(run_iteration(run))
+            windows.append((start, time.time()))
+        events = _actor_events(ray)
+    per_iter = [_breakdown(row, events, window) for row, window in zip(rows, windows)]
+    table = []
+    for stage in STAGES:
+        table.append({"stage": stage, "driver_s": median([p["driver"][stage] for p in per_iter]),
+                      "actor_s": median([p["actor"][stage] for p in per_iter])})
+    wall = median([p["wall"] for p in per_iter])
+    fractions = [p["overhead"] / p["wall"] for p in per_iter]
+    table.append({"stage": "iteration (wall)", "driver_s": wall, "actor_s": median([sum(p["actor"].values()) for p in per_iter])})
+    for r in table:
+        r["gap_s"] = r["driver_s"] - r["actor_s"]
+    frac = median(fractions)
+    settings = {"config": "configs/local.yaml (tiny models)", "measured_iterations": measured,
+                "prompts_per_iteration": cfg.data.prompts_per_iteration,
+                "samples": cfg.samples_per_iteration, "score_timings_from_rows": ["timing/reward", "timing/reference", "timing/values"]}
+    return Result("overhead", quick, settings, table,
+                  [("stage", "stage"), ("driver_s", "driver s (timing/<stage>)"), ("actor_s", "slowest actor s"),
+                   ("gap_s", "driver − actor s")],
+                  summary={"overhead fraction of wall (median)": frac, "overhead s (median)": median([p["overhead"] for p in per_iter]),
+                           "goal": f"≤ {GOAL:.0%}", "goal met": bool(frac <= GOAL)},
+                  extra={"per_iteration": per_iter})
+
+
+def _actor_events(ray, settle_s: float = 3.0, tries: int = 5) -> list[dict]:
+    """Actor-method spans from Ray's task events; waits until they stop arriving (workers
+    report them about once a second)."""
+    last = -1
+    events: list[dict] = []
+    for _ in range(tries):
+        time.sleep(settle_s)
+        events = [e for e in ray.timeline() if e.get("cat", "").startswith("task::") and e.get("ph") == "X"]
+        if len(events) == last:
+            break
+        last = len(events)
+    return events
+
+
+def _breakdown(row: dict, events: list[dict], window: tuple[float, float]) -> dict:
+    """Per stage: the driver's seconds and the slowest actor's; the iteration's overhead."""
+    lo, hi = window[0] * 1e6, window[1] * 1e6
+    spans: dict[str, list[float]] = {}
+    for e in events:
+        if lo <= e["ts"] and e["ts"] + e["dur"] <= hi:
+            spans.setdefault(e["cat"].removeprefix("task::"), []).append(e["dur"] / 1e6)
+    actor = {"prompts": row["timing/prompts"]}  # the driver's own work: no actor involved
+    for stage, phases in PHASES.items():
+        actor[stage] = sum(max((s for m in phase for s in spans.get(m, [])), default=0.0) for phase in phases)
+    driver = {s: row[f"timing/{s}"] for s in STAGES}
+    wall = row["timing/iteration"]
+    return {"wall": wall, "driver": driver, "actor": actor, "overhead": wall - sum(actor.values()),
+            "methods": {m: max(v) for m, v in spans.items()}}

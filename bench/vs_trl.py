@@ -1,0 +1,136 @@
+"""Against TRL: one GRPO iteration of ours vs one generation round of TRL's `GRPOTrainer`.
+
+Both sides, on CPU, in fp32: the same random-weight ~75M Llama, the same prompts in the same
+order, 4 samples per prompt, 32 new tokens at T=1 (no top-k, top-p 1), the deterministic
+reward `rlaif_ray.toy_task:rule_score` (no labeler, no reward model), AdamW lr 1e-5 (no
+schedule, no weight decay, grad-norm clip 1.0), clip ε 0.2, KL to the reference as a loss
+term with the k3 estimator and β 0.02, group-normalised advantages, and two optimiser steps
+of 16 sequences per batch of 32 (so both compute old logprobs for the ratio).
+
+    ours: rlaif_ray.driver.train.run_iteration (rollout ‖ reference ‖ old logprobs, GRPO
+          advantages, 2 DeepSpeed steps, weight sync to every rollout engine, probe)
+    TRL : the 2 trainer steps that consume one generation (HF generate, old + reference
+          logprobs, 2 optimiser steps), timed with a TrainerCallback
+
+The two alternate: after each TRL round the callback runs one of our iterations (TRL's clock
+is stopped meanwhile), so load changes on the shared machine hit both. The first round of
+each is a warm-up and not counted.
+
+    ratio = ours s/iteration / TRL s/round       (goal ≤ 0.7×)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+import time
+
+from bench.common import LLAMA_75M, Result, bench_config, bench_model, median, model_params, tiny_models
+
+GOAL = 0.7
+INSTALL_HINT = "install the bench extra: pip install -e '.[bench]'"
+
+
+def run(quick: bool) -> Result:
+    missing = [m for m in ("trl", "accelerate") if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"bench trl: skipped: {', '.join(missing)} not installed; {INSTALL_HINT}", flush=True)
+        return Result("trl", quick, {}, [], [], status="skipped",
+                      notes=[f"{', '.join(missing)} not installed; {INSTALL_HINT}"])
+    path = tiny_models()["policy"] if quick else bench_model(LLAMA_75M)
+    prompts, group, new_tokens, minibatch, rounds = (2, 2, 8, 2, 2) if quick else (8, 4, 32, 16, 4)
+    settings = {"model": path.name, "params": model_params(path), "prompts_per_iteration": prompts,
+                "samples_per_prompt": group, "max_new_tokens": new_tokens, "temperature": 1.0, "top_k": "off",
+                "top_p": 1.0, "minibatch": minibatch, "optimizer_steps_per_iteration": prompts * group // minibatch,
+                "lr": 1e-5, "weight_decay": 0.0, "max_grad_norm": 1.0, "clip": 0.2, "kl": "k3 in loss, beta 0.02",
+                "reward": "rlaif_ray.toy_task:rule_score", "rounds_measured": rounds - 1, "dtype": "float32"}
+    cfg = bench_config(f"data.prompts_per_iteration={prompts}", f"rollout.sampling.samples_per_prompt={group}",
+                       f"rollout.sampling.max_new_tokens={new_tokens}", "rollout.sampling.top_k=-1",
+                       "rollout.sampling.top_p=1.0", "rollout.sampling.temperature=1.0", "ppo.algorithm=grpo",
+                       "ppo.epochs=1", f"ppo.minibatch_size={minibatch}", "learner.lr=1e-5",
+                       "learner.weight_decay=0.0", "learner.max_grad_norm=1.0", "ppo.clip=0.2", "kl.coef=0.02",
+                       "kl.placement=loss", "kl.estimator=k3", "kl.controller=fixed", "ray.object_store_mib=1024",
+                       policy=path)
+    settings.update({"ours_rollout_actors": cfg.rollout.num_actors, "ours_learners": cfg.learner.num_workers})
+    ours_s, trl_s, trl_step_s, ours_rows = _measure(cfg, path, prompts, group, new_tokens, minibatch, rounds)
+    ours, trl = median(ours_s[1:]), median(trl_s[1:])
+    rows = [{"system": f"rlaif-ray GRPO iteration ({cfg.rollout.num_actors} rollout actors, "
+                       f"{cfg.learner.num_workers} DeepSpeed learners, 1 reference)", "seconds": ours},
+            {"system": "TRL GRPOTrainer, 1 process (2 trainer steps = 1 generation round)", "seconds": trl}]
+    stages = {k: median([r[k] for r in ours_rows[1:]]) for k in ours_rows[0] if k.startswith("timing/")}
+    notes = [
+        "Differences that remain: ours also syncs weights to the rollout engines and runs the sync probe "
+        "every iteration (TRL generates with the training model itself); TRL divides advantages by the "
+        "sample std + 1e-4, ours by the population std + 1e-6 (no cost difference); ours prepends <s> to "
+        "prompts, TRL tokenizes the text without special tokens (1 token per prompt).",
+        "Ours splits the work over processes (rollout actors, reference, learners: one thread each under "
+        "Ray); TRL runs in one process with torch using all cores' threads.",
+    ]
+    return Result("trl", quick, settings, rows, [("system", "system"), ("seconds", "s / iteration (median)")],
+                  summary={"ratio (ours / TRL)": ours / trl, "goal": f"≤ {GOAL}×", "goal met": bool(ours / trl <= GOAL),
+                           "TRL s / trainer step (median)": median(trl_step_s[2:] or trl_step_s)},
+                  notes=notes, extra={"ours_seconds": ours_s, "trl_round_seconds": trl_s,
+                                      "trl_step_seconds": trl_step_s, "ours_stage_seconds": stages})
+
+
+def _measure(cfg, path, prompts: int, group: int, new_tokens: int, minibatch: int, rounds: int):
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from bench.common import live_run, tokenized_prompts
+    from rlaif_ray.driver.train import run_iteration
+    from rlaif_ray.modeling import load_causal_lm, load_tokenizer
+
+    tok = load_tokenizer(str(path))
+    texts = [p.text for p in tokenized_prompts(cfg, prompts * rounds)]  # our stream's order
+    steps_per_round = prompts * group // minibatch
+    ours_s, ours_rows, trl_s, trl_step_s = [], [], [], []
+
+    with live_run(cfg) as run:
+        class Alternate(TrainerCallback):
+            """Times TRL's rounds and runs one of our iterations between them (TRL's clock stopped)."""
+
+            def on_train_begin(self, args, state, control, **kw):
+                self.round_start = self.step_start = time.perf_counter()
+
+            def on_step_begin(self, args, state, control, **kw):
+                self.step_start = time.perf_counter()
+
+            def on_step_end(self, args, state, control, **kw):
+                now = time.perf_counter()
+                trl_step_s.append(now - self.step_start)
+                if state.global_step % steps_per_round:
+                    return
+                trl_s.append(now - self.round_start)
+                print(f"bench trl: round {len(trl_s)}/{rounds}: TRL {trl_s[-1]:.1f} s", flush=True)
+                row = run_iteration(run)
+                ours_s.append(row["timing/iteration"])
+                ours_rows.append({k: v for k, v in row.items() if k.startswith("timing/")})
+                print(f"bench trl: round {len(ours_s)}/{rounds}: ours {ours_s[-1]:.1f} s", flush=True)
+                self.round_start = time.perf_counter()
+
+        def rule_score(prompts, completions, **kw):  # TRL's reward-function signature
+            from rlaif_ray.toy_task import rule_score as score
+
+            return [score(c) for c in completions]
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        with tempfile.TemporaryDirectory(prefix="bench-trl-") as out:
+            args = GRPOConfig(
+                output_dir=out, per_device_train_batch_size=minibatch, gradient_accumulation_steps=1,
+                steps_per_generation=steps_per_round, num_generations=group,
+                max_completion_length=new_tokens, temperature=1.0, top_p=1.0, top_k=0,
+                learning_rate=1e-5, weight_decay=0.0, max_grad_norm=1.0, lr_scheduler_type="constant",
+                warmup_steps=0, beta=cfg.kl.coef, epsilon=cfg.ppo.clip, num_iterations=1, loss_type="dapo",
+                scale_rewards="group", max_steps=rounds * steps_per_round, logging_steps=rounds * steps_per_round,
+                save_strategy="no", report_to="none", use_cpu=True, bf16=False, shuffle_dataset=False,
+                seed=cfg.run.seed, disable_tqdm=True, dataloader_num_workers=0)
+            trainer = GRPOTrainer(model=load_causal_lm(str(path)), reward_funcs=rule_score, args=args,
+                                  train_dataset=Dataset.from_dict({"prompt": texts}), processing_class=tok,
+                                  callbacks=[Alternate()])
+            trainer.train()
+
+    return ours_s, trl_s, trl_step_s, ours_rows

@@ -1,0 +1,163 @@
+"""Evaluation and rejection-sampling helpers: best-of-n, summaries, report, curves, prompts,
+the derived rejection-sampling config. Pure functions, hand-worked numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from rlaif_ray.config import ConfigError, config_from_dict
+from rlaif_ray.curves import curve_file_name, plot_curves
+from rlaif_ray.evaluation import (answer_seed, best_of_n, eval_prompt_texts, mean_se, render_report,
+                                  summarize_function, summarize_harmless, summarize_preferences)
+
+
+def test_best_of_n_picks_the_argmax_per_prompt():
+    # prompt 7: rows 0..2 rewards (0.1, 0.9, 0.9) → row 1 (tie goes to the earliest row);
+    # prompt 3: rows 3..5 (nan, -0.5, -0.2) → row 5; prompt 4: row 6 invalid, row 7 nan → left out.
+    prompt = np.array([7, 7, 7, 3, 3, 3, 4, 4])
+    rewards = np.array([0.1, 0.9, 0.9, np.nan, -0.5, -0.2, 1.0, np.nan])
+    valid = np.array([True] * 6 + [False, True])
+    assert best_of_n(prompt, rewards, valid).tolist() == [1, 5]
+    assert best_of_n(prompt, rewards).tolist() == [1, 5, 6]
+
+
+def test_kept_mean_is_at_least_the_all_mean():
+    rng = np.random.default_rng(0)
+    prompt = np.repeat(np.arange(16), 4)
+    rewards = rng.normal(size=64)
+    best = best_of_n(prompt, rewards)
+    assert len(best) == 16 and rewards[best].mean() >= rewards.mean()
+
+
+def test_summarize_preferences_counts_and_interval():
+    # p_a: 2 wins (0.9, 0.6), 1 tie (0.5), 1 loss (0.2) → win rate (2 + 0.5)/4 = 0.625.
+    s = summarize_preferences([0.9, 0.6, 0.5, 0.2], p_ab=[0.8, 0.7, 0.5, 0.3], p_ba=[0.0, 0.2, 0.5, 0.9],
+                              identical=[False, False, True, False], confidence=0.95)
+    assert (s["wins"], s["ties"], s["losses"], s["n"], s["identical_answers"]) == (2, 1, 1, 4, 1)
+    assert s["rate"] == pytest.approx(0.625)
+    assert s["low"] < 0.625 < s["high"]
+    assert s["mean_p_a"] == pytest.approx(0.55)
+    # mean P(first preferred) = (mean(p_ab) + mean(p_ba))/2 = (0.575 + 0.4)/2
+    assert s["p_first_mean"] == pytest.approx(0.4875)
+
+
+def test_summaries_of_function_and_harmless():
+    f = summarize_function("rule", [1.0, 0.0, -1.0], [0.0, 0.0, 0.0])
+    # A mean 0, SE = s/√3 = 1/√3; paired diffs (1, 0, −1): same.
+    assert f["a_mean"] == 0.0 and f["a_se"] == pytest.approx(1 / math.sqrt(3))
+    assert f["diff"] == 0.0 and f["diff_se"] == pytest.approx(1 / math.sqrt(3))
+    h = summarize_harmless([0.9, 0.4, 0.5, 0.7], [0.1, 0.2, 0.6, 0.3], threshold=0.5)
+    assert (h["a"], h["b"]) == (0.75, 0.25)
+    assert mean_se([2.0]) == (2.0, 0.0)
+
+
+def _summary(**extra):
+    s = {"policy_a": "runs/x/hf", "policy_b": "sft", "labeler": "judge", "seed": 0, "seconds": 3.0,
+         "prompts": {"source": "toy", "n": 4, "distinct": 3, "truncated": 0},
+         "sampling": {"temperature": 1.0}, "answers": {"n_prompts": 4, "a_tokens_mean": 9.0, "b_tokens_mean": 8.5},
+         "win_rate": summarize_preferences([0.9, 0.8, 0.7, 0.6], [0.9] * 4, [0.1] * 4, [False] * 4, 0.95),
+         "function_judge": None, "harmless": None, "run_dirs": [], "curves": []}
+    s.update(extra)
+    return s
+
+
+def test_report_states_the_numbers_and_the_verdict():
+    text = render_report(_summary())
+    # 4 wins of 4: rate 1.0, Wilson 95% low = 4/(4 + 1.96²) ≈ 0.510 > 0.5.
+    assert "**1.000**" in text and "[0.510, 1.000]" in text and "A is preferred over B" in text
+    assert "`runs/x/hf`" in text and "(answers.jsonl)" in text and "3 distinct" in text
+    f = summarize_function("rlaif_ray.toy_task:rule_score", [0.5, 0.5], [0.0, -0.5])
+    h = {"classifier": "tox", "harmless_label": 1, **summarize_harmless([0.9, 0.1], [0.9, 0.9], 0.5)}
+    curves = [{"metric": "reward/mean", "file": "curve-reward_mean.png", "runs": ["r"]},
+              {"metric": "kl/mean", "note": "not logged by any of the runs"}]
+    text = render_report(_summary(function_judge=f, harmless=h, run_dirs=["r"], curves=curves))
+    assert "| A − B (paired) | +0.750" in text
+    assert "- A: 0.500" in text and "- B: 1.000" in text
+    assert "![reward/mean](curve-reward_mean.png)" in text and "`kl/mean`: not logged" in text
+
+
+def test_plot_curves_writes_pngs_from_metrics(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [{"iteration": i, "reward/mean": -0.4 + 0.1 * i, "kl/mean": None if i == 2 else 0.01 * i}
+            for i in (1, 2, 3)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = plot_curves([run], ["reward/mean", "kl/mean", "missing/metric"], tmp_path)
+    assert [c.get("file") for c in out] == ["curve-reward_mean.png", "curve-kl_mean.png", None]
+    for name in ("curve-reward_mean.png", "curve-kl_mean.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert curve_file_name("reward/ground_truth/mean") == "curve-reward_ground_truth_mean.png"
+
+
+def test_eval_prompts_toy_default_and_short_file(tmp_path):
+    texts, source = eval_prompt_texts(None, "prompt", "test", 40, seed=0, record_to=tmp_path / "p.jsonl")
+    assert len(texts) == 40 and len(set(texts)) == 36  # the held-out pool has 36 prompts
+    assert "held-out" in source and len((tmp_path / "p.jsonl").read_text().splitlines()) == 40
+    short = tmp_path / "short.jsonl"
+    short.write_text('{"prompt": "a"}\n{"prompt": "b"}\n')
+    assert eval_prompt_texts(str(short), "prompt", "test", 2, 0)[0] == ["a", "b"]
+    with pytest.raises(ConfigError, match="eval.num_prompts: 3 asked but .* only 2"):
+        eval_prompt_texts(str(short), "prompt", "test", 3, 0)
+
+
+def test_answer_seeds_are_reproducible_and_per_side():
+    assert answer_seed(0, 0, 5) == answer_seed(0, 0, 5)
+    assert len({answer_seed(0, s, p) for s in (0, 1) for p in range(50)}) == 100
+
+
+def _raw(**sections):
+    raw = {"model": {"policy": "p", "labeler": "l"}, "data": {"source": "s"},
+           "reward": {"sources": [{"kind": "labeler_direct"},
+                                  {"kind": "function", "function": "rlaif_ray.toy_task:rule_score",
+                                   "name": "ground_truth", "weight": 0.5}]}}
+    raw.update(sections)
+    return raw
+
+
+def test_rejection_config_derives_the_run():
+    from rlaif_ray.driver.rejection import rejection_config
+
+    cfg = config_from_dict(_raw(rejection_sampling={"rounds": 2, "samples_per_prompt": 4, "prompts_per_round": 4,
+                                                    "minibatch_size": 4, "lr": 1e-3}))
+    d = rejection_config(cfg)
+    assert (d.run.iterations, d.data.prompts_per_iteration, d.rollout.sampling.samples_per_prompt) == (2, 4, 4)
+    assert (d.ppo.minibatch_size, d.learner.lr, d.uses_critic) == (4, 1e-3, False)
+    assert [(s.kind, s.weight) for s in d.reward.sources] == [("labeler_direct", 1.0), ("function", 0.0)]
+    bad = config_from_dict(_raw(rejection_sampling={"prompts_per_round": 4, "minibatch_size": 3}))
+    with pytest.raises(ConfigError, match="rejection_sampling.minibatch_size: 3 must divide"):
+        rejection_config(bad)
+    bad = config_from_dict(_raw(rejection_sampling={"prompts_per_round": 9, "minibatch_size": 3}))
+    with pytest.raises(ConfigError, match="divisible by learner.num_workers"):
+        rejection_config(bad)
+    no_labeler = _raw()
+    no_labeler["reward"]["sources"] = no_labeler["reward"]["sources"][1:]
+    no_labeler["reward"]["sources"][0]["weight"] = 1.0
+    with pytest.raises(ConfigError, match="reward.sources: rejection sampling"):
+        rejection_config(config_from_dict(no_labeler))
+
+
+def test_example_configs_validate(repo_root):
+    from rlaif_ray.config import load_config
+    from rlaif_ray.driver.rejection import rejection_config
+
+    ev = load_config(repo_root / "configs" / "eval-toy.yaml")
+    assert ev.eval.num_prompts >= 64 and ev.eval.function_judge == "rlaif_ray.toy_task:rule_score"
+    rs = rejection_config(load_config(repo_root / "configs" / "rejection-sampling-toy.yaml"))
+    assert rs.rollout.sampling.samples_per_prompt == 4 and rs.data.prompts_per_iteration == 16
+
+
+def test_cli_eval_fails_fast_naming_the_field(repo_root, tmp_path, capsys):
+    from rlaif_ray.cli import main
+
+    cfg = str(repo_root / "configs" / "eval-toy.yaml")
+    assert main(["eval", "--config", cfg, "--set", "eval.policy_a=null"]) == 2
+    assert "eval.policy_a: required" in capsys.readouterr().err
+    assert main(["eval", "--config", cfg, "--set", f"eval.policy_a={tmp_path}/nope"]) == 2
+    assert "eval.policy_a: model path" in capsys.readouterr().err
+    assert main(["rejection-sampling", "--config", str(repo_root / "configs" / "rejection-sampling-toy.yaml"),
+                 "--set", "rejection_sampling.minibatch_size=5"]) == 2
+    assert "rejection_sampling.minibatch_size: 5 must divide" in capsys.readouterr().err
