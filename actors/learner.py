@@ -110,14 +110,19 @@ class LearnerWorker:
         return out, {"seconds": time.perf_counter() - start, "actor": self.name}
 
     def prepare_experience(self, shard_refs: list, reward_refs: list, ref_logp_refs: list,
-                           old_refs: list, kl_coef: float, iteration: int) -> dict:
-        """Assemble the whole scored batch and compute advantages; keeps it for `train`."""
+                           old_refs: list, kl_coef: float, iteration: int, scorer_refs: dict | None = None) -> dict:
+        """Assemble the whole scored batch and compute advantages; keeps it for `train`.
+
+        `scorer_refs`: {source name: [(B_i,) reward refs in row order]} of the
+        reward_model / classifier sources."""
         start = time.perf_counter()
         batch = RolloutBatch.concat(ray.get(list(shard_refs)))
         per_source = {}
         for source in self.cfg.reward.sources:
             if source.kind == "labeler_direct":
                 per_source[source.label] = np.concatenate(ray.get(list(reward_refs)))
+            elif source.kind in ("reward_model", "classifier"):
+                per_source[source.label] = np.concatenate(ray.get(list(scorer_refs[source.label])))
             else:
                 per_source[source.label] = function_rewards(source, batch.prompts, batch.responses)
         ref_logp = np.concatenate(ray.get(list(ref_logp_refs)))

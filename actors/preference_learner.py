@@ -73,8 +73,10 @@ class PreferenceLearnerWorker:
                           WORLD_SIZE=str(self.world), LOCAL_RANK="0")
         import deepspeed
         from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
         start = time.perf_counter()
+        hf_logging.disable_progress_bar()  # per-rank "Loading weights" bars would bury the run's own
         m = self.cfg.model
         deepspeed.init_distributed(dist_backend="nccl" if self.sec.resources.num_gpus > 0 else "gloo")
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, trust_remote_code=m.trust_remote_code)

@@ -51,7 +51,8 @@ def run(quick: bool) -> Result:
                 "models": [r["model"] for r in rows]}
     return Result("sync", quick, settings, rows,
                   [("model", "model"), ("mb", "MB (fp32)"), ("sync_s", "s / sync (median)"),
-                   ("gather_s", "of which gather+put"), ("copy_s", "s / np.copyto"), ("ratio", "ratio")],
+                   ("gather_s", "of which gather+put"),
+                   ("engine_load_s", "1 engine's load alone"), ("copy_s", "s / np.copyto"), ("ratio", "ratio")],
                   summary=summary, extra=extra)
 
 
@@ -89,15 +90,23 @@ def _one_size(name: str, path, n_rollouts: int, repeats: int) -> tuple[dict, dic
             np.copyto(dst, src)
             return time.perf_counter() - start
 
+        def one_engine_load() -> float:
+            """One engine alone loading the newest buckets (actor-side seconds): where sync time goes."""
+            return get_with_timeout(rollouts.actors[0].load_weights.remote(sync.latest, version),
+                                    cfg.sync.timeout_s, "rollout-0", "weight load")
+
         one_sync(), one_copy()  # warm-up
-        syncs, gathers, copies = [], [], []
+        syncs, gathers, copies, loads = [], [], [], []
         for _ in range(repeats):
             s, g = one_sync()
             syncs.append(s); gathers.append(g)
             copies.append(median([one_copy() for _ in range(3)]))
+            loads.append(one_engine_load())
     finally:
         rollouts.shutdown()
         learners.shutdown()
     row = {"model": name, "params": model_params(path), "mb": round(nbytes / 1e6, 1), "sync_s": median(syncs),
-           "gather_s": median(gathers), "copy_s": median(copies), "ratio": median(syncs) / median(copies)}
-    return row, {"sync_seconds": syncs, "gather_seconds": gathers, "copy_seconds": copies}
+           "gather_s": median(gathers), "engine_load_s": median(loads), "copy_s": median(copies),
+           "ratio": median(syncs) / median(copies)}
+    return row, {"sync_seconds": syncs, "gather_seconds": gathers, "copy_seconds": copies,
+                 "engine_load_alone_seconds": loads}

@@ -81,9 +81,18 @@ def cmd_train(args) -> int:
 
 
 def cmd_make_tiny_models(args) -> int:
+    from pathlib import Path
+
     from rlaif_ray.tiny_models import ensure_tiny_models
+    from rlaif_ray.toy_task import write_toy_prompts_jsonl
 
     paths = ensure_tiny_models(args.dir, seed=args.seed)
+    # The toy task's prompts, as the embedded default and the example configs read them.
+    for split, n in (("train", 512), ("heldout", 128)):
+        out = Path(args.dir) / f"prompts-{split}.jsonl"
+        if not out.exists():
+            write_toy_prompts_jsonl(out, n, seed=args.seed, split=split)
+        paths[f"prompts-{split}"] = out
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0

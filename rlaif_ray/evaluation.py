@@ -144,13 +144,12 @@ def render_report(s: dict) -> str:
     lines += ["## Settings", "",
               f"- prompts: {a['n_prompts']} from {s['prompts']['source']} ({s['prompts']['distinct']} distinct, "
               f"{s['prompts']['truncated']} truncated)",
-              f"- sampling: {s['sampling']}",
+              "- sampling: " + ", ".join(f"{k} {v}" for k, v in s["sampling"].items()),
               f"- mean answer length, tokens: A {a['a_tokens_mean']:.1f}, B {a['b_tokens_mean']:.1f}",
               f"- seed: {s['seed']}; wall time {s['seconds']:.1f} s",
               "- every answer and judgement: [answers.jsonl](answers.jsonl); all numbers: [eval.json](eval.json)", ""]
     if s.get("curves"):
         lines += ["## Training curves", "", "Runs: " + ", ".join(f"`{d}`" for d in s["run_dirs"]), ""]
-        for c in s["curves"]:
-            lines.append(f"![{c['metric']}]({c['file']})" if c.get("file") else f"- `{c['metric']}`: {c['note']}")
-        lines.append("")
+        for c in s["curves"]:  # one paragraph each, so images and notes render apart
+            lines += [f"![{c['metric']}]({c['file']})" if c.get("file") else f"`{c['metric']}`: {c['note']}", ""]
     return "\n".join(lines)

@@ -3,8 +3,8 @@
 ``build_tiny_models(out_dir, seed)`` writes, deterministically from ``seed``:
 
     out_dir/
-      policy/           LlamaForCausalLM, ~0.7M params, SFT'd on the toy task (rlaif_ray.toy_task)
-      labeler/          larger LlamaForCausalLM trained to grade toy responses like the rule
+      policy/           LlamaForCausalLM, 0.6M params, SFT'd on the toy task (rlaif_ray.toy_task)
+      labeler/          3.2M-param LlamaForCausalLM trained to grade toy responses like the rule
       reward_backbone/  a copy of the SFT policy, the backbone for reward-model training
       build_report.json what was built and how good it is (labeler correlation, ...)
       .complete         hash of the builder's inputs; written last
@@ -67,7 +67,7 @@ from rlaif_ray.labeler import (
 
 __all__ = [
     "MODEL_NAMES",
-    "PolicyShape",
+    "LlamaShape",
     "build_tiny_models",
     "ensure_tiny_models",
     "inputs_hash",
@@ -88,7 +88,7 @@ MAX_POSITIONS = 512
 
 
 @dataclass(frozen=True)
-class PolicyShape:
+class LlamaShape:
     """A Llama shape. head_dim is fixed at 64 (vLLM-CPU supports 64 or 128 only)."""
 
     hidden_size: int
@@ -103,8 +103,8 @@ class PolicyShape:
         return self.hidden_size // 64
 
 
-POLICY_SHAPE = PolicyShape(hidden_size=128, num_layers=2, intermediate_size=256)
-LABELER_SHAPE = PolicyShape(hidden_size=256, num_layers=4, intermediate_size=512)
+POLICY_SHAPE = LlamaShape(hidden_size=128, num_layers=2, intermediate_size=256)
+LABELER_SHAPE = LlamaShape(hidden_size=256, num_layers=4, intermediate_size=512)
 
 
 @dataclass(frozen=True)
@@ -122,9 +122,9 @@ class TrainPlan:
 
 
 POLICY_PLAN = TrainPlan(steps=350, batch_size=32, lr=3e-3)
-LABELER_PLAN = TrainPlan(steps=250, batch_size=32, lr=2.5e-3, warmup=30)
+LABELER_PLAN = TrainPlan(steps=400, batch_size=32, lr=2e-3, warmup=30)
 N_SFT_PAIRS = 6000
-N_LABELER_EXAMPLES = 8000  # = steps · batch: one pass, no example seen twice
+N_LABELER_EXAMPLES = 12800  # = steps · batch: one pass, no example seen twice
 PAIRWISE_SHARE = 0.25
 N_EVAL_DIRECT = 300
 N_EVAL_PAIRS = 200
@@ -234,7 +234,7 @@ def _check_tokenizer_reload(folder: Path, tokenizer) -> None:
 # --------------------------------------------------------------------------- models
 
 
-def _llama(shape: PolicyShape, vocab_size: int, seed: int):
+def _llama(shape: LlamaShape, vocab_size: int, seed: int):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
@@ -269,8 +269,9 @@ def _encode_examples(tokenizer, pairs: Sequence[tuple[str, str]]) -> list[tuple[
 def _batches(examples, plan: TrainPlan, rng: random.Random) -> Iterator[list]:
     """``plan.steps`` batches of B examples, reshuffled every epoch.
 
-    (Length-bucketing direct vs pairwise prompts would save ~25% padding, but it made
-    batches homogeneous and the labeler measurably worse at the same step count.)
+    (Length-bucketing would save ~25% padding, direct and pairwise prompts differing by
+    ~20 tokens, but it makes batches homogeneous; in the one comparison made the labeler
+    came out worse: Pearson 0.80 vs 0.89 after 250 steps.)
     """
     order: list[int] = []
     for _ in range(plan.steps):
@@ -508,6 +509,8 @@ def build_tiny_models(out_dir: str | Path, seed: int = 0, *, quiet: bool = False
         raise FileExistsError(f"{out_dir} is not empty; build into a fresh folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
+    # Hashed before building, so the stamp describes the inputs this build started from.
+    stamp = inputs_hash(seed)
     prev_threads = torch.get_num_threads()
     prev_verbosity = hf_logging.get_verbosity()
     prev_bars = hf_logging.is_progress_bar_enabled()
@@ -540,7 +543,7 @@ def build_tiny_models(out_dir: str | Path, seed: int = 0, *, quiet: bool = False
         t = time.perf_counter()
         report = {
             "seed": seed,
-            "inputs_hash": inputs_hash(seed),
+            "inputs_hash": stamp,
             "vocab_size": len(tokenizer),
             "candidate_token_counts": {
                 c: len(tokenizer(c, add_special_tokens=False)["input_ids"])
@@ -565,7 +568,7 @@ def build_tiny_models(out_dir: str | Path, seed: int = 0, *, quiet: bool = False
         report["timings"] = {k: round(v, 1) for k, v in timings.items()}
         paths["report"].write_text(json.dumps(report, indent=2) + "\n")
         # Last: a folder without this file is incomplete and gets rebuilt.
-        (out_dir / COMPLETE_FILE).write_text(report["inputs_hash"] + "\n")
+        (out_dir / COMPLETE_FILE).write_text(stamp + "\n")
         _log(quiet, f"built in {timings['total_s']:.0f}s")
         return paths
     finally:

@@ -36,7 +36,7 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def tiny_models() -> dict[str, Path]:
     """{"policy", "labeler", "reward_backbone", "root", "report"} → Path, built on first use
-    (about 1.5 minutes on 2 cores) and cached across runs."""
+    (about 2 minutes on 2 idle cores) and cached across runs."""
     from rlaif_ray.tiny_models import ensure_tiny_models
 
     return ensure_tiny_models(TINY_MODELS_DIR, seed=0)

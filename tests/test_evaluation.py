@@ -78,6 +78,7 @@ def test_report_states_the_numbers_and_the_verdict():
     assert "| A − B (paired) | +0.750" in text
     assert "- A: 0.500" in text and "- B: 1.000" in text
     assert "![reward/mean](curve-reward_mean.png)" in text and "`kl/mean`: not logged" in text
+    assert "- sampling: temperature 1.0" in text
 
 
 def test_plot_curves_writes_pngs_from_metrics(tmp_path):

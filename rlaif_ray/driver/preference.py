@@ -26,7 +26,7 @@ from rlaif_ray.driver.pools import ActorPool, get_with_timeout
 from rlaif_ray.driver.runtime import actor_env, ray_session
 from rlaif_ray.preference_train import make_pairs, merge_weighted, read_pair_rows, split_eval
 from rlaif_ray.preflight import check_model_ref
-from rlaif_ray.run_dir import prepare_run_dir
+from rlaif_ray.run_dir import RunDirError, prepare_run_dir
 
 MODES = {"rm": ("reward_model_train", "train-rm"), "dpo": ("dpo", "dpo")}
 
@@ -84,6 +84,8 @@ def train_preference_model(cfg: RunConfig, mode: str, overwrite: bool = False, p
     sec = getattr(cfg, key)
     data, data_stats = load_training_pairs(cfg, mode)
     out = Path(sec.output_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise RunDirError(f"{key}.output_dir: {out} is not empty; pass --overwrite to replace it (nothing was changed)")
     prepare_run_dir(out, cfg, resume=False, overwrite=overwrite)
     timeout, w = cfg.run.call_timeout_s, sec.num_workers
     rows: list[dict] = []

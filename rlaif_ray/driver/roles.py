@@ -15,9 +15,11 @@ class Roles:
     labeler: ActorPool | None    # None when no reward source needs the AI labeler
     reference: ActorPool | None  # None when started without it (rejection sampling)
     learners: ActorPool
+    scorers: dict[str, ActorPool] | None = None  # source name -> pool, one per reward_model/classifier source
 
     def all(self) -> list[ActorPool]:
-        return [p for p in (self.rollout, self.labeler, self.reference, self.learners) if p is not None]
+        pools = [p for p in (self.rollout, self.labeler, self.reference, self.learners) if p is not None]
+        return pools + list((self.scorers or {}).values())
 
     def shutdown(self) -> None:
         for pool in self.all():
@@ -50,7 +52,12 @@ def start_roles(cfg: RunConfig, reference: bool = True) -> Roles:
     ref_pool = None
     if reference:
         ref_pool = ActorPool("reference", ReferenceActor, cfg.reference.resources, 1, lambda r: (cfg,), env, timeout)
-    roles = Roles(rollout, labeler, ref_pool, learners)
+    from actors.reward_model import RewardModelActor
+
+    scorers = {s.label: ActorPool(s.label, RewardModelActor, s.resources, s.num_actors,
+                                  lambda r, k=k: (cfg, k, r), env, timeout)
+               for k, s in enumerate(cfg.reward.sources) if s.kind in ("reward_model", "classifier")}
+    roles = Roles(rollout, labeler, ref_pool, learners, scorers)
     for pool in roles.all():
         pool.wait_ready(timeout)
     get_with_timeout(setups, timeout, "learner", "DeepSpeed set-up")

@@ -121,6 +121,7 @@ def score(run: RunState, shards: list) -> dict:
         reward_stats.append(s)
     if lab:
         kill_after_call(run, "labeler", lab)
+    scorer_calls = dispatch_scorers(run, shards)  # reward_model / classifier sources, concurrently too
     ref_logp, ref_stats = run.roles.reference.actors[0].logprobs.remote(shards)
     olds, old_stats = zip(*(l.old_logprobs_and_values.remote(shards) for l in run.roles.learners.actors))
     timeout = run.cfg.run.call_timeout_s
@@ -133,12 +134,39 @@ def score(run: RunState, shards: list) -> dict:
         "timing/reference": get_with_timeout(ref_stats, timeout, "reference", "logprobs")["seconds"],
         "timing/values": max(s["seconds"] for s in get_with_timeout(list(old_stats), timeout, "learner", "old logprobs")),
     }
-    return {"rewards": reward_refs, "ref_logp": [ref_logp], "old": list(olds), "timings": timings}
+    scorers = await_scorers(run, shards, scorer_calls, timings)
+    return {"rewards": reward_refs, "ref_logp": [ref_logp], "old": list(olds), "timings": timings, "scorers": scorers}
+
+
+def dispatch_scorers(run: RunState, shards: list) -> dict:
+    """Start every reward_model/classifier pool on its share of the shards (contiguous groups,
+    so concatenating the results in order gives the batch's row order); returns, per source
+    name, (groups, [(reward_ref, stats_ref) per actor])."""
+    calls = {}
+    for name, pool in (run.roles.scorers or {}).items():
+        groups = [list(g) for g in np.array_split(np.arange(len(shards)), len(pool.actors)) if len(g)]
+        calls[name] = (groups, [a.scores.remote([shards[i] for i in g]) for a, g in zip(pool.actors, groups)])
+    return calls
+
+
+def await_scorers(run: RunState, shards: list, calls: dict, timings: dict) -> dict:
+    """Wait for the scorers (a dead or stuck one is replaced and its share redone); adds
+    `timing/reward/<name>` to timings; returns {source name: [reward refs in row order]}."""
+    refs = {}
+    for name, (groups, pending) in calls.items():
+        pool = run.roles.scorers[name]
+        for i, g in enumerate(groups):
+            retry = lambda a, g=g: a.scores.remote([shards[j] for j in g])
+            pending[i] = _await_or_redo(run, pool, i, pending[i], retry, "scores", n_redone=0)
+        timings[f"timing/reward/{name}"] = max(s["seconds"] for s in ray.get([st for _, st in pending]))
+        refs[name] = [r for r, _ in pending]
+    return refs
 
 
 def prepare_experience(run: RunState, shards: list, scored: dict) -> dict:
     refs = [l.prepare_experience.remote(shards, scored["rewards"], scored["ref_logp"], scored["old"],
-                                        run.kl.value, run.iteration) for l in run.roles.learners.actors]
+                                        run.kl.value, run.iteration, scored.get("scorers"))
+            for l in run.roles.learners.actors]
     return get_with_timeout(refs, run.cfg.run.call_timeout_s, "learner", "advantages")[0]
 
 

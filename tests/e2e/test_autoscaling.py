@@ -67,7 +67,9 @@ def autoscaling_cluster(tmp_path):
     conf_path = tmp_path / "autoscale.yaml"
     conf_path.write_text(yaml.safe_dump(conf))
     env = {**os.environ, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1",
-           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
+           # Single-node Ray: keeps --node-ip-address 127.0.0.1, so nothing listens beyond loopback.
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     env.pop("RAY_ADDRESS", None)
     subprocess.run(
         [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", f"--port={port}", "--num-cpus=0",

