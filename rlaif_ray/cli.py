@@ -308,7 +308,15 @@ def _cmd_preference(args, mode: str) -> int:
     return 0
 
 
-COMMANDS.update({"train-rm": lambda args: _cmd_preference(args, "rm"), "dpo": lambda args: _cmd_preference(args, "dpo")})
+def cmd_train_rm(args) -> int:
+    return _cmd_preference(args, "rm")
+
+
+def cmd_dpo(args) -> int:
+    return _cmd_preference(args, "dpo")
+
+
+COMMANDS.update({"train-rm": cmd_train_rm, "dpo": cmd_dpo})
 
 
 # --------------------------------------------------------------------------- evaluation and rejection sampling

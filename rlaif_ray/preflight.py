@@ -22,3 +22,6 @@ def check_model_ref(field: str, ref: str) -> None:
 def check_models(cfg: RunConfig) -> None:
     check_model_ref("model.policy", cfg.model.policy)
     check_model_ref("model.labeler", cfg.model.labeler)
+    for k, source in enumerate(cfg.reward.sources):
+        if source.model:
+            check_model_ref(f"reward.sources.{k}.model", source.model)

@@ -40,3 +40,16 @@ def test_relative_and_nested_paths_are_treated_as_local():
     for ref in ("./definitely-missing", "a/b/definitely-missing"):
         with pytest.raises(ConfigError, match="does not exist"):
             check_model_ref("model.policy", ref)
+
+
+def test_missing_scorer_model_is_named(tmp_path):
+    from rlaif_ray.config import load_config
+    from rlaif_ray.preflight import check_models
+
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    (policy / "config.json").write_text("{}")
+    cfg = load_config("configs/local.yaml", [f"model.policy={policy}", f"model.labeler={policy}",
+                                             "reward.sources=[{kind: reward_model, model: ./no/rm}]"])
+    with pytest.raises(ConfigError, match=r"reward.sources.0.model"):
+        check_models(cfg)
