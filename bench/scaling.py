@@ -8,7 +8,8 @@ through `WeightSync.load_latest`, as a replacement actor would. Prompt multiples
 minibatch size, so ×4 prompts is 4× the optimiser steps. Each point: one warm-up iteration,
 then the median of the measured ones.
 
-    tokens/s = response tokens / iteration wall seconds     (`throughput/tokens_per_s`)
+    tokens/s         = response tokens / iteration wall seconds     (`throughput/tokens_per_s`)
+    rollout tokens/s = response tokens / rollout-stage seconds      (what more actors can speed up)
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def run(quick: bool) -> Result:
 
     points = [(1, 1)] if quick else [(1, 1), (2, 1), (4, 1), (2, 2), (2, 4)]  # (actors, prompts ×)
     max_actors = max(a for a, _ in points)
-    measured = 1 if quick else 2
+    measured = 1 if quick else 3
     cfg = bench_config(f"rollout.num_actors={max_actors}", *(["data.prompts_per_iteration=4"] if quick else []),
                        *(["ppo.minibatch_size=16"] if quick else []), labeler=True)
     base_prompts = cfg.data.prompts_per_iteration
@@ -49,7 +50,8 @@ def run(quick: bool) -> Result:
             rows.append({"actors": actors, "prompts": n, "samples": n * cfg.rollout.sampling.samples_per_prompt,
                          "iteration_s": median([r["timing/iteration"] for r in its]),
                          "rollout_s": median([r["timing/rollout"] for r in its]),
-                         "tokens_per_s": median([r["throughput/tokens_per_s"] for r in its])})
+                         "tokens_per_s": median([r["throughput/tokens_per_s"] for r in its]),
+                         "rollout_tokens_per_s": median([_tokens(r) / r["timing/rollout"] for r in its])})
         run.roles.rollout = full_pool
     base = rows[0]
     for r in rows:
@@ -60,5 +62,10 @@ def run(quick: bool) -> Result:
     return Result("scaling", quick, settings, rows,
                   [("actors", "rollout actors"), ("prompts", "prompts / iteration"), ("samples", "samples"),
                    ("iteration_s", "s / iteration"), ("rollout_s", "of which rollout"),
-                   ("tokens_per_s", "tokens/s"), ("speedup", "tokens/s vs 1 actor ×1")],
+                   ("tokens_per_s", "tokens/s"), ("speedup", "tokens/s vs 1 actor ×1"),
+                   ("rollout_tokens_per_s", "rollout-stage tokens/s")],
                   extra={"iterations": raw})
+
+
+def _tokens(row: dict) -> float:
+    return row["response_length/mean"] * row["data/samples"]

@@ -495,6 +495,19 @@ def _paths(out_dir: Path) -> dict[str, Path]:
     return paths
 
 
+def _build_threads() -> int:
+    """Torch threads for the build: 2, or 1 when the machine is already busy.
+
+    Why: on a 2-core machine shared with other test runs (load ≥ 2), two OpenMP threads
+    spin at every barrier and a policy step went from 0.04 s to 2.6 s; one thread stayed at
+    0.04 s. Safe for determinism: after 3 labeler steps the weights were bitwise equal with
+    1 and 2 threads (these shapes parallelise over outputs, not over reductions).
+    """
+    cores = os.cpu_count() or 1
+    busy = os.getloadavg()[0] >= max(cores - 0.5, 1.0)
+    return 1 if busy else min(2, cores)
+
+
 def build_tiny_models(out_dir: str | Path, seed: int = 0, *, quiet: bool = False) -> dict[str, Path]:
     """Build the tokenizer and the three models into ``out_dir`` (must not exist or be
     empty); returns {"policy", "labeler", "reward_backbone", "root", "report"} → Path.
@@ -514,8 +527,8 @@ def build_tiny_models(out_dir: str | Path, seed: int = 0, *, quiet: bool = False
     prev_threads = torch.get_num_threads()
     prev_verbosity = hf_logging.get_verbosity()
     prev_bars = hf_logging.is_progress_bar_enabled()
-    # Fixed thread count: float reductions (hence the weights) depend on it.
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    threads = _build_threads()
+    torch.set_num_threads(threads)
     # Our own progress lines only: no per-save "Writing model shards" bars or warnings.
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -566,6 +579,7 @@ def build_tiny_models(out_dir: str | Path, seed: int = 0, *, quiet: bool = False
         shutil.copytree(paths["policy"], paths["reward_backbone"])
         timings["total_s"] = time.perf_counter() - t_start
         report["timings"] = {k: round(v, 1) for k, v in timings.items()}
+        report["torch_threads"] = threads
         paths["report"].write_text(json.dumps(report, indent=2) + "\n")
         # Last: a folder without this file is incomplete and gets rebuilt.
         (out_dir / COMPLETE_FILE).write_text(stamp + "\n")
@@ -613,6 +627,7 @@ def ensure_tiny_models(out_dir: str | Path, seed: int = 0, *, quiet: bool = Fals
         tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=out_dir.parent))
         try:
             build_tiny_models(tmp, seed, quiet=quiet)
+            tmp.chmod(0o755)  # mkdtemp makes it 0700; the cache is shared
             if out_dir.exists():
                 # Move the stale folder aside first: rename onto a non-empty dir fails.
                 stale = Path(tempfile.mkdtemp(prefix=out_dir.name + ".old-", dir=out_dir.parent))
