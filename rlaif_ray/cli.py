@@ -1,7 +1,13 @@
 """The `rlaif-ray` command.
 
-    rlaif-ray train --config FILE [--run-dir DIR] [--set key=value ...] [--resume | --overwrite]
-    rlaif-ray make-tiny-models DIR [--seed N]
+    rlaif-ray train --config FILE [--run-dir DIR] [--set key=value ...] [--overwrite]
+    rlaif-ray train --resume RUN_DIR [--set ...]
+    rlaif-ray label | train-rm | dpo | eval | rejection-sampling --config FILE [--set ...]
+    rlaif-ray submit --address URL --config FILE [--set ...] [--no-wait]
+    rlaif-ray job status|logs|stop ID --address URL
+    rlaif-ray cluster validate FILE [--run-config RUN.yaml]
+    rlaif-ray bench [all|rollout|sync|trl|scaling|overhead|memory] [--quick]
+    rlaif-ray make-tiny-models DIR [--seed N] | make-toy-pairs OUT.jsonl --n N
     rlaif-ray config schema | config validate FILE [--set ...]
 
 Errors a user can fix (bad config, missing files, a refused run dir) print one clear
