@@ -43,7 +43,8 @@ def run(quick: bool) -> Result:
             {"what": "peak Σ PSS (shared pages split)", "gib": peak_pss / gib},
             {"what": "processes in the tree at the RSS peak", "gib": None, "count": peak["n"]}]
     top = sorted(peak["by_name"].items(), key=lambda kv: -kv[1])[:8]
-    notes = ["RSS counts shared pages once per process that maps them, so Σ RSS over-counts; Σ PSS is the fair share."]
+    notes = ["RSS counts shared pages once per process that maps them, so Σ RSS over-counts; "
+             "Σ PSS is the fair share."]
     return Result("memory", quick, {"command": " ".join(["rlaif-ray", *cmd[3:]]), "interval_s": INTERVAL_S,
                                     "samples": len(samples), "run_seconds": round(seconds, 1)},
                   rows, [("what", "measure"), ("gib", "GiB"), ("count", "count")],

@@ -57,17 +57,19 @@ def run(quick: bool) -> Result:
                       "actor_s": median([p["actor"][stage] for p in per_iter])})
     wall = median([p["wall"] for p in per_iter])
     fractions = [p["overhead"] / p["wall"] for p in per_iter]
-    table.append({"stage": "iteration (wall)", "driver_s": wall, "actor_s": median([sum(p["actor"].values()) for p in per_iter])})
+    table.append({"stage": "iteration (wall)", "driver_s": wall,
+                  "actor_s": median([sum(p["actor"].values()) for p in per_iter])})
     for r in table:
         r["gap_s"] = r["driver_s"] - r["actor_s"]
     frac = median(fractions)
     settings = {"config": "configs/local.yaml (tiny models)", "measured_iterations": measured,
                 "prompts_per_iteration": cfg.data.prompts_per_iteration,
-                "samples": cfg.samples_per_iteration, "score_timings_from_rows": ["timing/reward", "timing/reference", "timing/values"]}
+                "samples": cfg.samples_per_iteration}
     return Result("overhead", quick, settings, table,
                   [("stage", "stage"), ("driver_s", "driver s (timing/<stage>)"), ("actor_s", "slowest actor s"),
                    ("gap_s", "driver − actor s")],
-                  summary={"overhead fraction of wall (median)": frac, "overhead s (median)": median([p["overhead"] for p in per_iter]),
+                  summary={"overhead fraction of wall (median)": frac,
+                           "overhead s (median)": median([p["overhead"] for p in per_iter]),
                            "goal": f"≤ {GOAL:.0%}", "goal met": bool(frac <= GOAL)},
                   extra={"per_iteration": per_iter})
 

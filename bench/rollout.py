@@ -20,13 +20,13 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from bench.common import LLAMA_75M, Result, bench_config, bench_model, median, model_params, tiny_models, tokenized_prompts
+from bench.common import (LLAMA_75M, Result, bench_config, bench_model, median, model_params, tiny_models,
+                          tokenized_prompts)
 
 GOAL = 1.5
 
 
 def run(quick: bool) -> Result:
-    import ray
     import torch
 
     from actors.rollout import RolloutActor

@@ -56,8 +56,9 @@ def run(quick: bool) -> Result:
     base = rows[0]
     for r in rows:
         r["speedup"] = r["tokens_per_s"] / base["tokens_per_s"]
-    settings = {"config": "configs/local.yaml (tiny models)", "points": [f"{a} actors, ×{m} prompts" for a, m in points],
-                "base_prompts_per_iteration": base_prompts, "samples_per_prompt": cfg.rollout.sampling.samples_per_prompt,
+    settings = {"config": "configs/local.yaml (tiny models)",
+                "points": [f"{a} actors, ×{m} prompts" for a, m in points], "base_prompts_per_iteration": base_prompts,
+                "samples_per_prompt": cfg.rollout.sampling.samples_per_prompt,
                 "max_new_tokens": cfg.rollout.sampling.max_new_tokens, "measured_iterations_per_point": measured}
     return Result("scaling", quick, settings, rows,
                   [("actors", "rollout actors"), ("prompts", "prompts / iteration"), ("samples", "samples"),

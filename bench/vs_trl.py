@@ -68,7 +68,8 @@ def run(quick: bool) -> Result:
         "Ray); TRL runs in one process with torch using all cores' threads.",
     ]
     return Result("trl", quick, settings, rows, [("system", "system"), ("seconds", "s / iteration (median)")],
-                  summary={"ratio (ours / TRL)": ours / trl, "goal": f"≤ {GOAL}×", "goal met": bool(ours / trl <= GOAL),
+                  summary={"ratio (ours / TRL)": ours / trl, "goal": f"≤ {GOAL}×",
+                           "goal met": bool(ours / trl <= GOAL),
                            "TRL s / trainer step (median)": median(trl_step_s[2:] or trl_step_s)},
                   notes=notes, extra={"ours_seconds": ours_s, "trl_round_seconds": trl_s,
                                       "trl_step_seconds": trl_step_s, "ours_stage_seconds": stages})
