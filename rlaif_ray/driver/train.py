@@ -188,8 +188,9 @@ def probe(run: RunState) -> dict:
     timeout = run.cfg.sync.timeout_s
     tokens, engine_logp = get_with_timeout(
         run.roles.rollout.actors[0].probe.remote(run.probe_prompt, PROBE_NEW_TOKENS, run.cfg.run.seed), timeout, "rollout-0", "probe")
-    learner_logp = get_with_timeout(run.roles.learners.actors[0].probe_logprobs.remote(run.probe_prompt, tokens),
-                                    timeout, "learner-0", "probe")
+    # Every rank runs the forward: under ZeRO-3 it gathers parameters collectively.
+    learner_logp = get_with_timeout([l.probe_logprobs.remote(run.probe_prompt, tokens)
+                                     for l in run.roles.learners.actors], timeout, "learner", "probe")[0]
     return {"sync/max_logprob_diff": float(np.max(np.abs(np.asarray(engine_logp) - np.asarray(learner_logp))))}
 
 
