@@ -461,8 +461,8 @@ def config_from_dict(raw: dict, source: str = "config") -> RunConfig:
         raise ConfigError(f"{source}:\n{_format_validation_error(err)}") from None
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Read, override and validate one run YAML. Relative local paths resolve against the CWD."""
+def read_raw_config(path: str | Path, overrides: list[str] | None = None) -> dict:
+    """The run YAML as a plain dict with the dotted overrides applied (not yet validated)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -472,7 +472,12 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
         raise ConfigError(f"{path}: malformed YAML: {err}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-    return config_from_dict(apply_overrides(raw, overrides or []), str(path))
+    return apply_overrides(raw, overrides or [])
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read, override and validate one run YAML. Relative local paths resolve against the CWD."""
+    return config_from_dict(read_raw_config(path, overrides), str(path))
 
 
 def dump_config(cfg: RunConfig) -> str:

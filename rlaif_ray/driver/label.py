@@ -20,11 +20,10 @@ from collections import deque
 from pathlib import Path
 
 import ray
-import yaml
 from ray.exceptions import RayError, RayTaskError
 from tqdm import tqdm
 
-from rlaif_ray.config import ConfigError, RunConfig, apply_overrides, config_from_dict
+from rlaif_ray.config import ConfigError, RunConfig, config_from_dict, read_raw_config
 from rlaif_ray.driver.pools import ActorPool
 from rlaif_ray.driver.runtime import actor_env, ray_session
 from rlaif_ray.labeler import Exemplar, build_cot_prompt, build_pairwise_prompt
@@ -46,16 +45,7 @@ def load_label_config(path: str | Path, overrides: list[str] | None = None) -> R
     neither, so they default to `model.labeler` and `label.source` here, in the raw YAML,
     and the schema stays as strict as it is for training.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: malformed YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-    raw = apply_overrides(raw, overrides or [])
+    raw = read_raw_config(path, overrides)
     if raw.get("data") is None:
         raw["data"] = {}
     model, data, label = (raw.get(k) if isinstance(raw.get(k), dict) else {} for k in ("model", "data", "label"))

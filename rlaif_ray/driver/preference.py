@@ -18,10 +18,9 @@ import time
 from pathlib import Path
 
 import ray
-import yaml
 from tqdm import tqdm
 
-from rlaif_ray.config import ConfigError, RunConfig, apply_overrides, config_from_dict
+from rlaif_ray.config import ConfigError, RunConfig, config_from_dict, read_raw_config
 from rlaif_ray.driver.pools import ActorPool, get_with_timeout
 from rlaif_ray.driver.runtime import actor_env, ray_session
 from rlaif_ray.preference_train import make_pairs, merge_weighted, read_pair_rows, split_eval
@@ -35,16 +34,7 @@ def load_preference_config(path: str | Path, overrides: list[str] | None, mode: 
     """`load_config` for train-rm and dpo runs: `model.labeler` and `data.source` may be left
     out (neither is read); they default to `model.policy` and the section's `data` in the raw
     YAML, so the schema stays as strict as for PPO."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: malformed YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-    raw = apply_overrides(raw, overrides or [])
+    raw = read_raw_config(path, overrides)
     model, data, sec = (raw.setdefault(k, {}) for k in ("model", "data", MODES[mode][0]))
     if isinstance(model, dict) and "policy" in model:
         model.setdefault("labeler", model["policy"])
