@@ -16,16 +16,9 @@ from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from rlaif_ray.config import Resources
+from rlaif_ray.run_dir import ActorFailed
 
 log = logging.getLogger("rlaif_ray")
-
-
-class ActorFailed(RuntimeError):
-    """An actor died or did not answer within its timeout."""
-
-    def __init__(self, actor: str, what: str, cause: BaseException | None = None):
-        super().__init__(f"{actor}: {what}" + (f" ({type(cause).__name__}: {cause})" if cause else ""))
-        self.actor = actor
 
 
 def get_with_timeout(refs, timeout_s: float, actor: str, what: str):
