@@ -19,7 +19,7 @@ import torch
 from rlaif_ray.algorithms import kl_penalty_loss, masked_mean, ppo_policy_loss, ppo_value_loss
 from rlaif_ray.batch import RolloutBatch, build_shard
 from rlaif_ray.config import RunConfig
-from rlaif_ray.experience import build_experience
+from rlaif_ray.experience import build_experience, display_samples
 from rlaif_ray.rewards import function_rewards
 from rlaif_ray.modeling import (Critic, batched_response_values, load_causal_lm, response_logprobs,
                                 response_values)
@@ -114,7 +114,8 @@ class LearnerWorker:
         """Assemble the whole scored batch and compute advantages; keeps it for `train`.
 
         `scorer_refs`: {source name: [(B_i,) reward refs in row order]} of the
-        reward_model / classifier sources."""
+        reward_model / classifier sources. Returns the stats and, under "samples",
+        `run.log_samples` rows to show (iteration `iteration` + 1, as the driver numbers it)."""
         start = time.perf_counter()
         batch = RolloutBatch.concat(ray.get(list(shard_refs)))
         per_source = {}
@@ -132,6 +133,8 @@ class LearnerWorker:
             self.cfg, batch, per_source, ref_logp, np.concatenate([o["old_logp"] for o in olds]),
             values, np.concatenate([o["entropy"] for o in olds]), kl_coef)
         self.kl_coef, self.iteration = kl_coef, iteration
+        # A few rows for a person to read; not numbers: the driver takes them out of the metrics.
+        stats["samples"] = display_samples(self.cfg, self.exp, per_source, iteration + 1)
         stats["seconds"] = time.perf_counter() - start
         return stats
 

@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_commands(sub)
     add_preference_commands(sub)
     add_samples_command(sub)
+    # Every verb that starts engines keeps the terminal to the run's own lines (rlaif_ray/driver/logs.py).
+    for verb in ("train", "label", "train-rm", "dpo", "eval", "rejection-sampling"):
+        sub.choices[verb].add_argument(
+            "--verbose", action="store_true",
+            help="Stream every engine's, Ray's and the libraries' output to the terminal (default: only the run's "
+                 "own lines; the rest goes to logs/ in the run or output dir, one file per actor + driver.log).")
     return parser
 
 
@@ -84,7 +90,7 @@ def cmd_train(args) -> int:
     else:
         raise ConfigError("train: give --config FILE (or --resume RUN_DIR)")
     summary = train_run(cfg, run_dir, resume=bool(args.resume), overwrite=args.overwrite,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, verbose=args.verbose)
     print(f"done: {summary['iterations']} iterations in {run_dir}; mean reward first 3 "
           f"{summary['reward_first']:+.3f} ± {summary['reward_first_se']:.3f} → last 3 "
           f"{summary['reward_last']:+.3f} ± {summary['reward_last_se']:.3f}; final KL {summary['kl_last']:.3f}; "
@@ -279,7 +285,7 @@ def add_label_commands(sub) -> None:
 def cmd_label(args) -> int:
     from rlaif_ray.driver.label import label_run, load_label_config
 
-    s = label_run(load_label_config(args.config, args.overrides), progress=not args.no_progress)
+    s = label_run(load_label_config(args.config, args.overrides), progress=not args.no_progress, verbose=args.verbose)
     align = "n/a (no human choices)" if s["labeler_alignment"] is None else \
         f"{s['labeler_alignment']:.3f} over {s['n_human']} human-labeled pairs"
     print(f"done: {s['n_pairs']} pairs in {s['n_shards']} shards in {s['output_dir']} ({s['labeled_pairs']} labeled now, "
@@ -317,7 +323,7 @@ def _cmd_preference(args, mode: str) -> int:
     from rlaif_ray.driver.preference import load_preference_config, train_preference_model
 
     s = train_preference_model(load_preference_config(args.config, args.overrides, mode), mode,
-                               overwrite=args.overwrite, progress=not args.no_progress)
+                               overwrite=args.overwrite, progress=not args.no_progress, verbose=args.verbose)
     first, last = s["first"], s["last"]
     acc = "eval/accuracy" if mode == "rm" else "eval/reward_accuracy"
     held = (f"held-out accuracy {first[acc]:.3f} → {last[acc]:.3f} over {s['pairs/eval']} pairs"
@@ -359,7 +365,7 @@ def cmd_eval(args) -> int:
     from rlaif_ray.driver.evaluate import evaluate
 
     cfg = load_config(args.config, args.overrides)
-    s = evaluate(cfg, overwrite=args.overwrite, progress=not args.no_progress)
+    s = evaluate(cfg, overwrite=args.overwrite, progress=not args.no_progress, verbose=args.verbose)
     w = s["win_rate"]
     line = (f"done: win rate of A over B {w['rate']:.3f} [{w['low']:.3f}, {w['high']:.3f}] "
             f"({100 * w['confidence']:g}% Wilson, n={w['n']})")
@@ -376,7 +382,7 @@ def cmd_rejection_sampling(args) -> int:
     from rlaif_ray.driver.rejection import rejection_sampling_run
 
     cfg = load_config(args.config, args.overrides)
-    s = rejection_sampling_run(cfg, overwrite=args.overwrite, progress=not args.no_progress)
+    s = rejection_sampling_run(cfg, overwrite=args.overwrite, progress=not args.no_progress, verbose=args.verbose)
     print(f"done: {s['rounds']} rounds; mean reward of all samples {s['reward_first']:+.3f} -> {s['reward_last']:+.3f}, "
           f"of kept samples {s['kept_first']:+.3f} -> {s['kept_last']:+.3f}; policy: {s['policy']}")
     return 0

@@ -51,6 +51,7 @@ class RunSection(_Strict):
     call_timeout_s: float = Field(600.0, gt=0, description="Timeout of one cross-actor call; past it the actor is treated as failed.")
     startup_timeout_s: float = Field(900.0, gt=0, description="Timeout for reserving resources and starting an actor (autoscaling can take minutes).")
     max_actor_restarts: int = Field(3, ge=0, description="How often a dead rollout/labeler actor is replaced before the run stops.")
+    log_samples: int = Field(4, ge=0, description="Samples per iteration (seeded choice) written with their rewards, KL and length to RUN_DIR/samples.jsonl and TensorBoard; 0: none.")
 
 
 class RayInit(_Strict):
@@ -75,7 +76,10 @@ class DataSection(_Strict):
     prompts_per_iteration: int = Field(8, ge=1, description="Distinct prompts per PPO iteration.")
     max_prompt_tokens: int = Field(128, ge=1, description="Prompts longer than this are truncated or dropped (counted).")
     long_prompts: Literal["truncate", "drop"] = Field("truncate", description="What to do with a prompt over max_prompt_tokens.")
-    chat_template: bool = Field(False, description="Wrap prompts with the tokenizer's chat template.")
+    chat_template: bool = Field(False, description="Render each prompt with the policy tokenizer's chat template (user turn, assistant turn opened); "
+                                "needed for prompts stored as chat messages [{role, content}, ...].")
+    system_prompt: str | None = Field(None, description="System message put before every prompt (chat_template only; "
+                                      "a prompt's own system message wins).")
 
 
 class Sampling(_Strict):
@@ -102,11 +106,27 @@ class LabelerSection(_Strict):
     few_shot: list[dict[str, Any]] = Field(default_factory=list, description="Exemplars: {context, responses, label, rationale?}.")
     chain_of_thought: bool = Field(False, description="Decode a rationale first, then score after it.")
     rationale_max_tokens: int = Field(64, ge=1, description="Longest rationale (chain of thought).")
+    chat_template: bool = Field(False, description="Ask a chat labeler in its own chat template: the instruction in a user turn, "
+                                "the label read at the start of the assistant turn (after the answer prefix).")
+    direct_answer_prefix: str = Field("Score:", description="chat_template: text the assistant turn starts with before the score "
+                                      "('' reads the score at the turn's very start).")
+    pairwise_answer_prefix: str = Field("Preferred Response=", description="chat_template: text the assistant turn starts with "
+                                        "before the preferred response's number.")
     score_min: int = Field(1, description="Lowest score the labeler is asked for (direct reward needs 1).")
     score_max: int = Field(10, description="Highest score (direct reward needs 10).")
     batch_size: int = Field(64, ge=1, description="Samples per engine call.")
     kv_cache_mib: int = Field(512, ge=16, description="KV cache of the labeler engine, MiB.")
     resources: Resources = Field(default_factory=Resources, description="Per-actor resources.")
+
+    @model_validator(mode="after")
+    def _prefixes_end_cleanly(self) -> "LabelerSection":
+        for name in ("direct_answer_prefix", "pairwise_answer_prefix"):
+            value = getattr(self, name)
+            if value != value.rstrip():
+                # The candidates carry their own leading space; a trailing one would be a lone
+                # space token the labeler never writes before a number.
+                raise ValueError(f"{name}: must not end with whitespace, got {value!r}")
+        return self
 
 
 class RewardSource(_Strict):
@@ -447,11 +467,27 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         node = raw
         parts = key.strip().split(".")
         for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
+            node = _child(node, part, key)
+            if not isinstance(node, (dict, list)):
                 raise ConfigError(f"--set {key}: {part} is not a section")
-        node[parts[-1]] = yaml.safe_load(value)
+        if isinstance(node, list):
+            node[_list_index(node, parts[-1], key)] = yaml.safe_load(value)
+        else:
+            node[parts[-1]] = yaml.safe_load(value)
     return raw
+
+
+def _child(node, part: str, key: str):
+    """One step of a dotted path: a section (created if missing) or a list item by index."""
+    if isinstance(node, list):
+        return node[_list_index(node, part, key)]
+    return node.setdefault(part, {})
+
+
+def _list_index(items: list, part: str, key: str) -> int:
+    if not part.isdigit() or int(part) >= len(items):
+        raise ConfigError(f"--set {key}: {part!r} is not an index of a list of {len(items)} item(s)")
+    return int(part)
 
 
 def config_from_dict(raw: dict, source: str = "config") -> RunConfig:

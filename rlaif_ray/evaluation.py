@@ -37,9 +37,9 @@ def eval_prompt_texts(source: str | None, column: str, split: str, n: int, seed:
         if record_to is not None:
             write_toy_prompts_jsonl(record_to, n, seed=seed, split="heldout")
         return toy_prompts(n, seed=seed, split="heldout"), f"toy task held-out split (seed {seed})"
-    from rlaif_ray.data import load_prompt_texts
+    from rlaif_ray.data import load_prompts
 
-    texts = load_prompt_texts(source, column, split)
+    texts = load_prompts(source, column, split)
     if len(texts) < n:
         raise ConfigError(f"eval.num_prompts: {n} asked but {source} holds only {len(texts)} prompts")
     return texts[:n], source
@@ -110,23 +110,67 @@ def summarize_function(name: str, scores_a, scores_b) -> dict:
     return {"name": name, "a_mean": ma, "a_se": sa, "b_mean": mb, "b_se": sb, "diff": md, "diff_se": sd}
 
 
+def shown_path(ref: str) -> str:
+    """A model or data reference as the report shows it: a local path resolved to an absolute
+    one (so A, B and the labeler read alike however each was given), a hub name as given."""
+    path = Path(ref).expanduser()
+    return str(path.resolve()) if path.exists() else ref
+
+
+def length_limit_note(answers: dict) -> list[str]:
+    """report.md lines on answers cut off by eval.sampling.max_new_tokens, per policy."""
+    n, limit = answers["n_prompts"], answers.get("max_new_tokens")
+    cut = {side: answers.get(f"{side}_at_length_limit") for side in SIDES}
+    if limit is None or None in cut.values():
+        return []
+    if not any(cut.values()):
+        return [f"- no answer hit the length limit of {limit} tokens (eval.sampling.max_new_tokens)"]
+    lines = [f"- answers cut off at the length limit of {limit} tokens (eval.sampling.max_new_tokens): "
+             f"A {cut['a']} of {n} ({100 * cut['a'] / n:.0f}%), B {cut['b']} of {n} ({100 * cut['b'] / n:.0f}%)"]
+    if max(cut.values()) > 0.1 * n:
+        lines.append("  — the labeler judged these unfinished answers as they are, so the win rate partly measures "
+                     "who fits in the limit; raise eval.sampling.max_new_tokens to judge whole answers")
+    return lines
+
+
 def render_report(s: dict) -> str:
     """report.md of one evaluation summary (the dict written to eval.json)."""
     w = s["win_rate"]
     pct = f"{100 * w['confidence']:g}%"
     verdict = ("A is preferred over B" if w["low"] > 0.5 else
                "B is preferred over A" if w["high"] < 0.5 else "no significant preference")
+    b_from = s.get("policy_b_from", "eval.policy_b")
     lines = [
         "# Evaluation: policy A vs policy B", "",
-        f"- **A**: `{s['policy_a']}`", f"- **B**: `{s['policy_b']}`", f"- **judge**: AI labeler `{s['labeler']}`, "
-        f"pairwise, both orders averaged (position-debiased)", "",
+        f"- **A** (eval.policy_a): `{s['policy_a']}`",
+        f"- **B** ({b_from}{', the initial policy' if b_from == 'model.policy' else ''}): `{s['policy_b']}`",
+        f"- **judge**: AI labeler `{s['labeler']}`, pairwise, both orders averaged (position-debiased)", "",
         "## Win rate of A over B", "",
+        "The share of prompts on which the AI labeler prefers A's answer to B's, ties counted half: 0.5 means "
+        "no preference, above 0.5 favours A. The interval is where the true rate lies at the stated confidence.", "",
         f"**{w['rate']:.3f}**, {pct} Wilson interval [{w['low']:.3f}, {w['high']:.3f}], n = {w['n']} "
         f"({w['wins']} wins, {w['ties']} ties counted half, {w['losses']} losses): {verdict} at {pct}.", "",
         f"- mean P(A preferred): {w['mean_p_a']:.3f}",
         f"- identical answers (ties by construction): {w['identical_answers']}",
         f"- labeler's mean P(first shown preferred): {w['p_first_mean']:.3f} (0.5 = no position bias)", "",
     ]
+    lines += _judges_section(s)
+    a = s["answers"]
+    lines += ["## Answers", "",
+              f"- prompts: {a['n_prompts']} from {s['prompts']['source']} ({s['prompts']['distinct']} distinct, "
+              f"{s['prompts']['truncated']} truncated to data.max_prompt_tokens)",
+              f"- mean answer length, tokens: A {a['a_tokens_mean']:.1f}, B {a['b_tokens_mean']:.1f}",
+              *length_limit_note(a), "",
+              "## Settings", "",
+              "- sampling: " + ", ".join(f"{k} {v}" for k, v in s["sampling"].items()),
+              f"- seed: {s['seed']}; wall time {s['seconds']:.1f} s",
+              "- every answer and judgement: [answers.jsonl](answers.jsonl); all numbers: [eval.json](eval.json)", ""]
+    return "\n".join(lines + _curves_section(s))
+
+
+def _judges_section(s: dict) -> list[str]:
+    """Ground truth (function judge) and harmless rate, when the evaluation had them."""
+    lines = []
     if s.get("function_judge"):
         f = s["function_judge"]
         lines += ["## Ground truth", "",
@@ -140,16 +184,24 @@ def render_report(s: dict) -> str:
                   f"Classifier `{h['classifier']}`, label {h['harmless_label']}, harmless when "
                   f"P ≥ {h['threshold']:g}:", "",
                   f"- A: {h['a']:.3f} (mean P {h['a_mean_p']:.3f})", f"- B: {h['b']:.3f} (mean P {h['b_mean_p']:.3f})", ""]
-    a = s["answers"]
-    lines += ["## Settings", "",
-              f"- prompts: {a['n_prompts']} from {s['prompts']['source']} ({s['prompts']['distinct']} distinct, "
-              f"{s['prompts']['truncated']} truncated)",
-              "- sampling: " + ", ".join(f"{k} {v}" for k, v in s["sampling"].items()),
-              f"- mean answer length, tokens: A {a['a_tokens_mean']:.1f}, B {a['b_tokens_mean']:.1f}",
-              f"- seed: {s['seed']}; wall time {s['seconds']:.1f} s",
-              "- every answer and judgement: [answers.jsonl](answers.jsonl); all numbers: [eval.json](eval.json)", ""]
-    if s.get("curves"):
-        lines += ["## Training curves", "", "Runs: " + ", ".join(f"`{d}`" for d in s["run_dirs"]), ""]
-        for c in s["curves"]:  # one paragraph each, so images and notes render apart
-            lines += [f"![{c['metric']}]({c['file']})" if c.get("file") else f"`{c['metric']}`: {c['note']}", ""]
-    return "\n".join(lines)
+    return lines
+
+
+def _curves_section(s: dict) -> list[str]:
+    """Each training-run figure with what it shows, after the list of runs it draws."""
+    if not s.get("curves"):
+        return []
+    lines = ["## Training curves", "",
+             "Each figure plots one metric of the training runs against the PPO iteration, one line per run:", ""]
+    runs = s.get("runs") or [{"label": d, "dir": d} for d in s.get("run_dirs", [])]
+    for r in runs:
+        reward = f"; reward: {r['reward']}" if r.get("reward") else ""
+        lines.append(f"- {r['label']}: `{r['dir']}`{reward}")
+    lines.append("")
+    for c in s["curves"]:  # one paragraph each, so images and notes render apart
+        lines += [f"### {c.get('title', c['metric'])}", ""]
+        if c.get("file"):
+            lines += [f"![{c['metric']}]({c['file']})", "", f"{c.get('meaning', '')} (`{c['metric']}`)".strip(), ""]
+        else:
+            lines += [f"`{c['metric']}`: {c['note']}", ""]
+    return lines

@@ -7,6 +7,9 @@
 
 Every learner computes this over the whole batch (it is a few kB of arithmetic): group
 baselines and whitening need all rows, and no extra actor or round trip is needed.
+
+`display_samples` picks a few rows of the batch for a person to read (RUN_DIR/samples.jsonl,
+TensorBoard text): only the learner holds prompts, responses, per-source rewards and KL together.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rlaif_ray.algorithms import AdvantageInputs, estimate_advantages, kl_shaped_rewards, masked_mean
+from rlaif_ray.algorithms import AdvantageInputs, estimate_advantages, kl_estimate, kl_shaped_rewards, masked_mean
 from rlaif_ray.batch import RolloutBatch
 from rlaif_ray.config import RunConfig
 from rlaif_ray.rewards import combine_rewards
@@ -95,3 +98,48 @@ def _fill_dropped(scores: torch.Tensor, finite: torch.Tensor, group_size: int) -
     safe = torch.where(ok, groups, torch.zeros_like(groups))
     mean = safe.sum(-1, keepdim=True) / ok.sum(-1, keepdim=True).clamp(min=1)
     return torch.where(ok, groups, mean.expand_as(groups)).reshape(-1)
+
+
+def choose_samples(n_rows: int, k: int, seed: int, iteration: int) -> np.ndarray:
+    """Rows of an iteration's batch shown as samples: min(k, n_rows) distinct rows, sorted.
+
+    Seeded by (run seed, iteration) only, so a rerun or a resumed run shows the same rows of
+    the same iteration; k = 0 shows none. (K,) int64.
+    """
+    if k <= 0 or n_rows <= 0:
+        return np.empty(0, dtype=np.int64)
+    rng = np.random.default_rng([seed, iteration, 0x5A4D])  # 0x5A4D: a stream of its own
+    return np.sort(rng.choice(n_rows, size=min(k, n_rows), replace=False)).astype(np.int64)
+
+
+def display_samples(cfg: RunConfig, exp: Experience, source_rewards: dict[str, np.ndarray],
+                    iteration: int) -> list[dict]:
+    """`run.log_samples` rows of the batch as JSON-ready dicts for a person to read.
+
+    Each: iteration, policy version, prompt position and sample index, prompt, response, its
+    length in tokens, every source's reward by name, `reward` = the weighted sum of the
+    sources (before any KL term) and `kl` = Σ_t KL_t over the response (cfg.kl.estimator,
+    nats per sequence). A non-finite value is None.
+    """
+    b = exp.batch
+    rows = choose_samples(len(b), cfg.run.log_samples, cfg.run.seed, iteration)
+    if rows.size == 0:
+        return []
+    total, _ = combine_rewards(cfg.reward.sources, source_rewards)
+    # Over the whole response, not the update mask: a row dropped for a non-finite reward
+    # still shows how far it is from the reference.
+    mask = torch.from_numpy(b.response_mask()) > 0
+    kl = torch.where(mask, kl_estimate(exp.old_logp, exp.ref_logp, cfg.kl.estimator), torch.zeros(()))
+    seq_kl = kl.sum(-1)
+    return [{"iteration": iteration, "policy_version": int(b.policy_version),
+             "prompt_index": int(b.prompt_index[i]), "sample_index": int(b.sample_index[i]),
+             "prompt": b.prompts[i], "response": b.responses[i], "response_tokens": int(b.response_lens[i]),
+             "rewards": {s.label: _finite_or_none(source_rewards[s.label][i]) for s in cfg.reward.sources},
+             "reward": _finite_or_none(total[i]) if total is not None else None,
+             "kl": _finite_or_none(seq_kl[i])}
+            for i in rows.tolist()]
+
+
+def _finite_or_none(x) -> float | None:
+    v = float(x)
+    return v if np.isfinite(v) else None

@@ -1,4 +1,4 @@
-"""A run directory: its config, metrics (JSONL + TensorBoard) and the guard against mixing runs."""
+"""A run directory: its config, metrics and samples (JSONL + TensorBoard) and the guard against mixing runs."""
 
 from __future__ import annotations
 
@@ -63,6 +63,15 @@ class MetricsWriter:
         for k, v in row.items():
             if isinstance(v, (int, float)) and k != "iteration":
                 self.tb.add_scalar(k, v, step)
+        self.tb.flush()
+
+    def write_samples(self, iteration: int, samples: list[dict]) -> None:
+        """An iteration's samples as a Markdown table in TensorBoard's text tab (tag `samples`)."""
+        if not samples:
+            return
+        from rlaif_ray.samples import samples_markdown
+
+        self.tb.add_text("samples", samples_markdown(samples), int(iteration))
         self.tb.flush()
 
     def close(self) -> None:

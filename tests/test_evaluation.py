@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from rlaif_ray.config import ConfigError, config_from_dict
-from rlaif_ray.curves import curve_file_name, plot_curves
-from rlaif_ray.evaluation import (answer_seed, best_of_n, eval_prompt_texts, mean_se, render_report,
+from rlaif_ray.curves import curve_file_name, describe_metric, describe_runs, plot_curves, run_facts
+from rlaif_ray.evaluation import (answer_seed, best_of_n, eval_prompt_texts, mean_se, render_report, shown_path,
                                   summarize_function, summarize_harmless, summarize_preferences)
 
 
@@ -58,7 +58,9 @@ def test_summaries_of_function_and_harmless():
 def _summary(**extra):
     s = {"policy_a": "runs/x/hf", "policy_b": "sft", "labeler": "judge", "seed": 0, "seconds": 3.0,
          "prompts": {"source": "toy", "n": 4, "distinct": 3, "truncated": 0},
-         "sampling": {"temperature": 1.0}, "answers": {"n_prompts": 4, "a_tokens_mean": 9.0, "b_tokens_mean": 8.5},
+         "sampling": {"temperature": 1.0},
+         "answers": {"n_prompts": 4, "a_tokens_mean": 9.0, "b_tokens_mean": 8.5, "max_new_tokens": 24,
+                     "a_at_length_limit": 0, "b_at_length_limit": 0},
          "win_rate": summarize_preferences([0.9, 0.8, 0.7, 0.6], [0.9] * 4, [0.1] * 4, [False] * 4, 0.95),
          "function_judge": None, "harmless": None, "run_dirs": [], "curves": []}
     s.update(extra)
@@ -79,6 +81,60 @@ def test_report_states_the_numbers_and_the_verdict():
     assert "- A: 0.500" in text and "- B: 1.000" in text
     assert "![reward/mean](curve-reward_mean.png)" in text and "`kl/mean`: not logged" in text
     assert "- sampling: temperature 1.0" in text
+
+
+def test_report_names_where_b_came_from_and_counts_cut_off_answers():
+    text = render_report(_summary(policy_b_from="model.policy"))
+    assert "- **A** (eval.policy_a): `runs/x/hf`" in text
+    assert "- **B** (model.policy, the initial policy): `sft`" in text
+    assert "- no answer hit the length limit of 24 tokens (eval.sampling.max_new_tokens)" in text
+    # A: 1 of 4 cut off (25%), B: 0 → over 10% of the answers: the report warns.
+    answers = {"n_prompts": 4, "a_tokens_mean": 20.0, "b_tokens_mean": 8.5, "max_new_tokens": 24,
+               "a_at_length_limit": 1, "b_at_length_limit": 0}
+    text = render_report(_summary(answers=answers))
+    assert "A 1 of 4 (25%), B 0 of 4 (0%)" in text and "raise eval.sampling.max_new_tokens" in text
+
+
+def test_paths_are_shown_resolved_alike(tmp_path, monkeypatch):
+    (tmp_path / "policy").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert shown_path("policy") == shown_path(str(tmp_path / "policy")) == str((tmp_path / "policy").resolve())
+    assert shown_path("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"  # a hub name
+
+
+def _run_with_config(path, sources, rows, max_new_tokens=24):
+    path.mkdir(parents=True)
+    cfg = {"reward": {"sources": sources}, "kl": {"estimator": "k1"},
+           "rollout": {"sampling": {"max_new_tokens": max_new_tokens}}}
+    (path / "config.yaml").write_text(json.dumps(cfg))  # JSON is YAML
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_curves_say_in_words_what_they_plot(tmp_path):
+    labeler = {"kind": "labeler_direct", "weight": 1.0}
+    truth = {"kind": "function", "function": "rlaif_ray.toy_task:rule_score", "name": "ground_truth", "weight": 0.0}
+    rows = [{"iteration": i, "reward/mean": 0.1 * i, "kl/mean": 0.02 * i, "reward/ground_truth/mean": 0.0}
+            for i in (1, 2)]
+    run = _run_with_config(tmp_path / "a" / "run", [labeler, truth], rows)
+    facts = run_facts(run)
+    assert facts["sources"][1] == ("ground_truth", "the function rlaif_ray.toy_task:rule_score", 0.0)
+    d = describe_metric("reward/mean", facts)
+    assert d["title"] == "Reward: labeler_direct (the AI labeler's direct score, −1…1)"
+    assert describe_metric("kl/mean", facts)["ylabel"] == "KL, nats per sequence"
+    assert "limit, rollout.sampling.max_new_tokens, is 24" in describe_metric("response_length/mean", facts)["meaning"]
+    assert "logged only (weight 0)" in describe_metric("reward/ground_truth/mean", facts)["meaning"]
+    assert describe_metric("timing/rollout", facts)["ylabel"] == "seconds"
+    # Two runs named alike, trained on different rewards: legends tell them apart, the title names neither.
+    other = _run_with_config(tmp_path / "b" / "run", [{**labeler, "weight": 0.5}, {**truth, "weight": 0.5}], rows)
+    assert [r["label"] for r in describe_runs([run, other])] == ["a/run", "b/run"]
+    assert describe_runs([run, other])[1]["reward"] == "0.5 × labeler_direct + 0.5 × ground_truth"
+    curves = plot_curves([run, other], ["reward/mean", "kl/mean"], tmp_path)
+    assert curves[0]["title"] == "Reward: each run's own (see report.md)"
+    text = render_report(_summary(run_dirs=[str(run), str(other)], runs=describe_runs([run, other]), curves=curves))
+    assert "### KL(policy ‖ reference), nats per sequence" in text
+    assert "- b/run: `" in text and "; reward: 0.5 × labeler_direct + 0.5 × ground_truth" in text
+    assert "How far the policy has moved from the frozen reference" in text
 
 
 def test_plot_curves_writes_pngs_from_metrics(tmp_path):

@@ -19,11 +19,13 @@ import numpy as np
 from tqdm import tqdm
 
 from rlaif_ray.config import ConfigError, RewardSource, RunConfig
-from rlaif_ray.driver.pools import ActorPool, get_with_timeout
+from rlaif_ray.driver.logs import RunLogs
+from rlaif_ray.driver.pools import ActorPool, describe_roles, get_with_timeout, wait_all_ready
 from rlaif_ray.driver.runtime import actor_env, ray_session
-from rlaif_ray.evaluation import (eval_prompt_texts, render_report, summarize_function, summarize_harmless,
-                                  summarize_preferences)
-from rlaif_ray.preflight import check_model_ref
+from rlaif_ray.evaluation import (eval_prompt_texts, render_report, shown_path, summarize_function,
+                                  summarize_harmless, summarize_preferences)
+from rlaif_ray.preflight import check_labeler_prompts, check_model_ref, check_prompt_format
+from rlaif_ray.prompts import display_text
 
 OUTPUTS = ("eval.json", "report.md", "answers.jsonl")
 
@@ -38,6 +40,9 @@ def check_eval(cfg: RunConfig, output_dir: Path, overwrite: bool) -> tuple[str, 
     check_model_ref("eval.policy_a", e.policy_a)
     check_model_ref("eval.policy_b" if e.policy_b else "model.policy", policy_b)
     check_model_ref("model.labeler", cfg.model.labeler)
+    for path in (e.policy_a, policy_b):
+        check_prompt_format(cfg.data, path, cfg.model.trust_remote_code)
+    check_labeler_prompts(cfg)
     if e.harmless:
         check_model_ref("eval.harmless.classifier", e.harmless.classifier)
     if e.function_judge:
@@ -69,8 +74,9 @@ def _split(items: list, parts: int) -> list[list]:
     return [[items[i] for i in idx] for idx in np.array_split(np.arange(len(items)), parts) if len(idx)]
 
 
-def evaluate(cfg: RunConfig, overwrite: bool = False, progress: bool = True) -> dict:
-    """Run the whole evaluation; writes the outputs into eval.output_dir and returns the summary."""
+def evaluate(cfg: RunConfig, overwrite: bool = False, progress: bool = True, verbose: bool = False) -> dict:
+    """Run the whole evaluation; writes the outputs into eval.output_dir and returns the summary.
+    Engine and driver output goes to eval.output_dir/logs/; `verbose` streams it instead."""
     start = time.perf_counter()
     e = cfg.eval
     out = Path(e.output_dir)
@@ -80,30 +86,36 @@ def evaluate(cfg: RunConfig, overwrite: bool = False, progress: bool = True) -> 
     from actors.labeler import LabelerActor
 
     out.mkdir(parents=True, exist_ok=True)
-    texts, source = eval_prompt_texts(e.prompts, e.prompt_column, e.prompts_split, e.num_prompts, cfg.run.seed,
-                                      record_to=out / "prompts.jsonl" if e.prompts is None else None)
-    items = list(enumerate(texts))
-    bar = tqdm(total=4 + bool(e.harmless), desc="eval", disable=not progress, unit="stage", dynamic_ncols=True)
+    records, source = eval_prompt_texts(e.prompts, e.prompt_column, e.prompts_split, e.num_prompts, cfg.run.seed,
+                                        record_to=out / "prompts.jsonl" if e.prompts is None else None)
+    items = list(enumerate(records))  # the engines format each record like in training
+    texts = [display_text(r) for r in records]  # what the judge and the report read
+    logs = RunLogs.under(out, verbose)
+    bar = tqdm(total=4 + bool(e.harmless), desc="eval", disable=not progress, unit="stage", dynamic_ncols=True,
+               file=logs.terminal)
     timeout, call_timeout = cfg.run.startup_timeout_s, cfg.run.call_timeout_s
     env = actor_env(cfg.ray)
-    with ray_session(cfg.ray):
+    with ray_session(cfg.ray, logs):
         pools: list[ActorPool] = []
         try:
             bar.set_postfix_str("starting engines")
+            started = time.perf_counter()
+            counts = [("policy_a", e.actors_per_policy), ("policy_b", e.actors_per_policy),
+                      ("labeler", cfg.labeler.num_actors)] + ([("classifier", 1)] if e.harmless else [])
+            logs.say(f"starting {describe_roles(counts)}")
             for side, path in (("a", policy_a), ("b", policy_b)):
                 pools.append(ActorPool(f"policy_{side}", GeneratorActor, cfg.rollout.resources, e.actors_per_policy,
-                                       lambda r, p=path, s=side: (cfg, p, f"policy_{s}-{r}"), env, timeout))
+                                       lambda r, p=path, s=side: (cfg, p, f"policy_{s}-{r}"), env, timeout, logs))
             jcfg = _judge_config(cfg)
             labeler = ActorPool("labeler", LabelerActor, cfg.labeler.resources, cfg.labeler.num_actors,
-                                lambda r: (jcfg, r), env, timeout)
+                                lambda r: (jcfg, r), env, timeout, logs)
             pools.append(labeler)
             classifier = None
             if e.harmless:
                 classifier = ActorPool("classifier", ClassifierActor, e.harmless.resources, 1,
-                                       lambda r: (e.harmless, cfg.model), env, timeout)
+                                       lambda r: (e.harmless, cfg.model), env, timeout, logs)
                 pools.append(classifier)
-            for pool in pools:
-                pool.wait_ready(timeout)
+            wait_all_ready(pools, timeout, logs, started)
             bar.update(1)
 
             bar.set_postfix_str("answering")
@@ -142,16 +154,21 @@ def evaluate(cfg: RunConfig, overwrite: bool = False, progress: bool = True) -> 
 
     bar.set_postfix_str("report")
     summary = {
-        "policy_a": policy_a, "policy_b": policy_b, "labeler": cfg.model.labeler, "seed": cfg.run.seed,
-        "prompts": {"source": source, "n": len(texts), "distinct": len(set(texts)), "truncated": truncated},
+        # Paths resolved alike for A, B and the labeler, however each was given.
+        "policy_a": shown_path(policy_a), "policy_b": shown_path(policy_b),
+        "policy_b_from": "eval.policy_b" if e.policy_b else "model.policy",
+        "labeler": shown_path(cfg.model.labeler), "seed": cfg.run.seed,
+        "prompts": {"source": shown_path(source), "n": len(texts), "distinct": len(set(texts)), "truncated": truncated},
         "sampling": e.sampling.model_dump(),
         "win_rate": summarize_preferences(prefs["p_a"], prefs["p_ab"], prefs["p_ba"],
                                           [x == y for x, y in zip(resp["a"], resp["b"])], e.confidence),
         "answers": {"n_prompts": len(texts),
                     "a_tokens_mean": float(np.mean([x["tokens"] for x in answers["a"]])),
                     "b_tokens_mean": float(np.mean([x["tokens"] for x in answers["b"]])),
-                    "a_unfinished": sum(not x["finished"] for x in answers["a"]),
-                    "b_unfinished": sum(not x["finished"] for x in answers["b"])},
+                    # finished is False when the answer ran into max_new_tokens (cut off)
+                    "max_new_tokens": e.sampling.max_new_tokens,
+                    "a_at_length_limit": sum(not x["finished"] for x in answers["a"]),
+                    "b_at_length_limit": sum(not x["finished"] for x in answers["b"])},
         "harmless": None, "function_judge": None, "run_dirs": list(e.run_dirs), "curves": [],
     }
     scores = {}
@@ -162,11 +179,12 @@ def evaluate(cfg: RunConfig, overwrite: bool = False, progress: bool = True) -> 
         scores = {s: function_rewards(judge, texts, resp[s]).tolist() for s in "ab"}
         summary["function_judge"] = summarize_function(e.function_judge, scores["a"], scores["b"])
     if harmless_probs is not None:
-        summary["harmless"] = {"classifier": e.harmless.classifier, "harmless_label": e.harmless.harmless_label,
+        summary["harmless"] = {"classifier": shown_path(e.harmless.classifier), "harmless_label": e.harmless.harmless_label,
                                **summarize_harmless(harmless_probs["a"], harmless_probs["b"], e.harmless.threshold)}
     if e.run_dirs:
-        from rlaif_ray.curves import plot_curves
+        from rlaif_ray.curves import describe_runs, plot_curves
 
+        summary["runs"] = describe_runs(e.run_dirs)
         summary["curves"] = plot_curves(e.run_dirs, e.curves, out)
     summary["seconds"] = time.perf_counter() - start
     _write_outputs(out, summary, texts, resp, prefs, scores, harmless_probs)

@@ -50,5 +50,6 @@ def restore(run: RunState, run_dir: Path) -> Path:
     rows = read_metrics(run_dir)
     rewrite_metrics(run_dir, [r for r in rows if r["iteration"] <= run.iteration],
                     discarded=[r for r in rows if r["iteration"] > run.iteration])
-    rewrite_jsonl(run_dir / "prompts.jsonl", lambda r: r["iteration"] <= run.iteration)
+    for name in ("prompts.jsonl", "samples.jsonl"):
+        rewrite_jsonl(run_dir / name, lambda r: r["iteration"] <= run.iteration)
     return latest

@@ -11,7 +11,8 @@ from tqdm import tqdm
 from rlaif_ray.algorithms import make_kl_controller
 from rlaif_ray.checkpoint import latest_checkpoint
 from rlaif_ray.config import RunConfig
-from rlaif_ray.data import PromptStream, load_prompt_texts
+from rlaif_ray.data import prompt_stream
+from rlaif_ray.driver.logs import RunLogs
 from rlaif_ray.driver.pools import ActorFailed
 from rlaif_ray.driver.resume import restore, save_checkpoint, should_checkpoint
 from rlaif_ray.driver.roles import start_roles
@@ -26,18 +27,22 @@ from rlaif_ray.run_dir import MetricsWriter, RunStopped, prepare_run_dir
 log = logging.getLogger("rlaif_ray")
 
 def train_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, overwrite: bool = False,
-              progress: bool = True) -> dict:
-    """Validate everything that can be checked without Ray, then run all iterations."""
+              progress: bool = True, verbose: bool = False) -> dict:
+    """Validate everything that can be checked without Ray, then run all iterations.
+
+    Engine and driver output goes to RUN_DIR/logs/ (see driver/logs.py); `verbose` streams
+    it to the terminal instead.
+    """
     run_dir = Path(run_dir)
     check_models(cfg)
     tokenizer = load_tokenizer(cfg.model.policy, cfg.model.trust_remote_code)
-    texts = load_prompt_texts(cfg.data.source, cfg.data.prompt_column, cfg.data.split)
-    stream = PromptStream(texts, tokenizer, cfg.data.max_prompt_tokens, cfg.data.long_prompts, cfg.run.seed)
+    stream = prompt_stream(cfg.data, tokenizer, cfg.model.policy, cfg.run.seed)
     prepare_run_dir(run_dir, cfg, resume, overwrite)
     writer = MetricsWriter(run_dir, cfg.run.name)
     rows: list[dict] = []
-    with ray_session(cfg.ray):
-        roles = start_roles(cfg)
+    logs = RunLogs.under(run_dir, verbose)
+    with ray_session(cfg.ray, logs):
+        roles = start_roles(cfg, logs=logs)
         try:
             run = RunState(cfg, roles, stream, make_kl_controller(cfg.kl.controller, cfg.kl.coef, cfg.kl.target, cfg.kl.horizon),
                            make_weight_sync(cfg.sync), probe_prompt(tokenizer), run_dir)
@@ -45,10 +50,11 @@ def train_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, overwri
                 restored = restore(run, run_dir)
                 log.warning("resumed from %s at iteration %d", restored, run.iteration)
             bar = tqdm(total=cfg.run.iterations, initial=run.iteration, desc=cfg.run.name, disable=not progress,
-                       unit="iter", dynamic_ncols=True)
+                       unit="iter", dynamic_ncols=True, file=logs.terminal)
             while run.iteration < cfg.run.iterations:
                 row = _iteration_or_stop(run, run_dir)
                 writer.write(row)
+                writer.write_samples(run.iteration, run.samples)
                 rows.append(row)
                 if should_checkpoint(run):
                     save_checkpoint(run, run_dir)

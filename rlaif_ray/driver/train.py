@@ -40,6 +40,7 @@ class RunState:
     iteration: int = 0
     redone_prompts: int = 0
     fired_faults: set = field(default_factory=set)  # chaos faults already injected
+    samples: list[dict] = field(default_factory=list)  # the last iteration's samples to show (samples.jsonl)
 
 
 class StageTimer:
@@ -164,10 +165,22 @@ def await_scorers(run: RunState, shards: list, calls: dict, timings: dict) -> di
 
 
 def prepare_experience(run: RunState, shards: list, scored: dict) -> dict:
+    """Advantages on every learner; returns rank 0's numeric stats (its samples are recorded)."""
     refs = [l.prepare_experience.remote(shards, scored["rewards"], scored["ref_logp"], scored["old"],
                                         run.kl.value, run.iteration, scored.get("scorers"))
             for l in run.roles.learners.actors]
-    return get_with_timeout(refs, run.cfg.run.call_timeout_s, "learner", "advantages")[0]
+    stats = get_with_timeout(refs, run.cfg.run.call_timeout_s, "learner", "advantages")[0]
+    record_samples(run, stats.pop("samples", []))
+    return stats
+
+
+def record_samples(run: RunState, samples: list[dict]) -> None:
+    """Keep this iteration's samples (TensorBoard text) and append them to RUN_DIR/samples.jsonl,
+    one row each (`rlaif-ray samples RUN_DIR` prints them)."""
+    run.samples = samples
+    if run.run_dir is not None and samples:
+        with (Path(run.run_dir) / "samples.jsonl").open("a") as f:
+            f.writelines(json.dumps(row) + "\n" for row in samples)
 
 
 def train(run: RunState) -> dict:

@@ -29,6 +29,10 @@ def test_resume_continues_exactly(ray_local, make_config, tmp_path):
     pa, pb = _prompts(tmp_path / "straight"), _prompts(split)
     assert [p["positions"] for p in pa] == [p["positions"] for p in pb] == [[4 * i + k for k in range(4)] for i in range(4)]
     assert [p["prompts"] for p in pa] == [p["prompts"] for p in pb]
+    # The samples shown are chosen by (seed, iteration): a resumed run shows the same rows.
+    key = lambda r: (r["iteration"], r["prompt_index"], r["sample_index"], r["prompt"])
+    sa, sb = ([key(json.loads(l)) for l in (d / "samples.jsonl").read_text().splitlines()] for d in (tmp_path / "straight", split))
+    assert sa == sb and [k[0] for k in sa] == [1] * 4 + [2] * 4 + [3] * 4 + [4] * 4
     for ra, rb in zip(a, b):
         for key in ("reward/mean", "kl/mean", "loss/policy", "response_length/mean"):
             print(ra["iteration"], key, ra[key], rb[key])
