@@ -15,6 +15,7 @@ import time
 from actors.engine import build_llm
 from rlaif_ray.config import RunConfig
 from rlaif_ray.evaluation import answer_seed
+from rlaif_ray.prompts import formatter_for
 
 
 class GeneratorActor:
@@ -24,12 +25,15 @@ class GeneratorActor:
         self.llm = build_llm(model_path, cfg.model, cfg.rollout.kv_cache_mib, cfg.rollout.gpu_memory_utilization,
                              seed=cfg.run.seed, max_model_len=cfg.data.max_prompt_tokens + e.max_new_tokens)
         self.tokenizer = self.llm.get_tokenizer()
+        # The same formatting as in training (chat template, system prompt, truncation).
+        self.formatter = formatter_for(self.tokenizer, cfg.data, model_path)
 
     def ping(self) -> str:
         return self.name
 
-    def answer(self, items: list[tuple[int, str]], side: int) -> dict:
-        """Answer each (position, prompt text); prompts over data.max_prompt_tokens keep their end.
+    def answer(self, items: list[tuple[int, object]], side: int) -> dict:
+        """Answer each (position, prompt record: text or chat messages), formatted like in
+        training; prompts over data.max_prompt_tokens are truncated the same way.
 
         Returns {"answers": [{"position", "response", "tokens", "finished"}], "truncated",
         "seconds"}; `finished` is False when the answer hit max_new_tokens.
@@ -40,11 +44,13 @@ class GeneratorActor:
         start = time.perf_counter()
         e, limit = self.cfg.eval.sampling, self.cfg.data.max_prompt_tokens
         requests, params, truncated = [], [], 0
-        for position, text in items:
-            ids = self.tokenizer(text, add_special_tokens=True)["input_ids"]
-            if len(ids) > limit:
-                ids, truncated = ids[-limit:], truncated + 1
-            requests.append(TokensPrompt(prompt_token_ids=list(ids)))
+        for position, record in items:
+            enc = self.formatter.encode(record, limit)
+            if enc is None:
+                raise ValueError(f"eval prompt {position}: the chat template alone is longer than "
+                                 f"data.max_prompt_tokens ({limit})")
+            truncated += enc.truncated
+            requests.append(TokensPrompt(prompt_token_ids=list(enc.token_ids)))
             params.append(SamplingParams(
                 n=1, temperature=e.temperature, top_p=e.top_p if e.temperature > 0 else 1.0,
                 max_tokens=e.max_new_tokens, stop=e.stop or None,

@@ -3,8 +3,9 @@
 Distribution: a pool; the driver hands each actor a slice of the rollout shards' refs
 (`direct_rewards` returns an ObjectRef of a (B,) float32 array plus small stats).
 
-Scores are read from teacher-forced logprobs of the candidate strings " 1" .. " 10", never by
-parsing sampled text; candidates of several tokens are scored exactly by the chain rule
+Scores are read from teacher-forced logprobs of the candidate strings (" 1" .. " 10" after
+"Score (1-10):", or after a chat labeler's answer prefix: `rlaif_ray.labeler.render`), never
+by parsing sampled text; candidates of several tokens are scored exactly by the chain rule
 (`rlaif_ray.labeler.scores`).
 """
 
@@ -19,11 +20,8 @@ import torch
 from actors.engine import build_llm
 from rlaif_ray.batch import RolloutBatch
 from rlaif_ray.config import RunConfig
-from rlaif_ray.labeler import (
-    Exemplar, append_rationale, build_cot_prompt, build_direct_prompt, build_pairwise_prompt, candidate_probs,
-    direct_candidate_strings, direct_reward, pairwise_candidate_strings, plan_candidate_queries,
-    preference_from_swapped,
-)
+from rlaif_ray.labeler import candidate_probs, direct_reward, plan_candidate_queries, preference_from_swapped
+from rlaif_ray.labeler.render import LabelerPrompts, labeler_context_tokens
 
 
 class LabelerActor:
@@ -32,14 +30,12 @@ class LabelerActor:
         self.name = f"labeler-{rank}"
         self.llm = build_llm(cfg.model.labeler, cfg.model, self.cfg.kv_cache_mib,
                              cfg.rollout.gpu_memory_utilization, seed=cfg.run.seed,
-                             max_model_len=_labeler_context(cfg))
+                             max_model_len=labeler_context_tokens(cfg))
         self.tokenizer = self.llm.get_tokenizer()
-        self.exemplars = tuple(
-            Exemplar(context=e["context"], responses=tuple(e["responses"]), label=str(e["label"]),
-                     rationale=e.get("rationale")) for e in self.cfg.few_shot)
-        self.candidates = [self._encode(c, special=False) for c in direct_candidate_strings()]
+        self.prompts = LabelerPrompts(self.cfg, self.tokenizer, cfg.model.labeler)
+        self.candidates = [self.prompts.encode_candidate(c) for c in self.prompts.candidates("direct")]
         self.queries = plan_candidate_queries(self.candidates)
-        self.pair_candidates = [self._encode(c, special=False) for c in pairwise_candidate_strings()]
+        self.pair_candidates = [self.prompts.encode_candidate(c) for c in self.prompts.candidates("pairwise")]
         self.pair_queries = plan_candidate_queries(self.pair_candidates)
 
     def ping(self) -> str:
@@ -49,37 +45,25 @@ class LabelerActor:
         """Stop answering for a while (fault injection from `chaos.faults`)."""
         time.sleep(seconds)
 
-    def _encode(self, text: str, special: bool = True) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=special)["input_ids"]
-
     @ray.method(num_returns=2)
     def direct_rewards(self, shard_refs: list) -> tuple[np.ndarray, dict]:
         """RLAIF reward 2·(s−1)/9 − 1, s = Σ i·P(i), for every sample of the given shards."""
         start = time.perf_counter()
         batch = RolloutBatch.concat(ray.get(list(shard_refs)))
-        texts = [self._prompt(p, r) for p, r in zip(batch.prompts, batch.responses)]
+        texts = [self.prompts.prompt(p, r, kind="direct") for p, r in zip(batch.prompts, batch.responses)]
         if self.cfg.chain_of_thought:
-            texts = self._with_rationales(texts)
-        probs = self.score_candidates([self._encode(t) for t in texts])   # (B, 10)
+            texts = [self.prompts.with_rationale(t, r, "direct") for t, r in zip(texts, self._rationales(texts))]
+        probs = self.score_candidates([self.prompts.encode(t) for t in texts])   # (B, 10)
         rewards = direct_reward(probs).numpy().astype(np.float32)
         return rewards, {"seconds": time.perf_counter() - start, "actor": self.name}
 
-    def _prompt(self, context: str, response: str) -> str:
-        kw = dict(task=self.cfg.task, preamble=self.cfg.preamble, exemplars=self.exemplars)
-        if self.cfg.chain_of_thought:
-            return build_cot_prompt(context, response, kind="direct", **kw)
-        return build_direct_prompt(context, response, **kw)
-
-    def _with_rationales(self, cot_prompts: list[str]) -> list[str]:
-        """Two-step chain of thought: decode a rationale greedily, then ask for the score."""
-        return [append_rationale(p, r, kind="direct") for p, r in zip(cot_prompts, self._rationales(cot_prompts))]
-
     def _rationales(self, cot_prompts: list[str]) -> list[str]:
+        """Chain of thought, step 1: a greedy rationale of one line after "Rationale:"."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
         params = SamplingParams(temperature=0.0, max_tokens=self.cfg.rationale_max_tokens, stop=["\n"])
-        outs = self.llm.generate([TokensPrompt(prompt_token_ids=self._encode(p)) for p in cot_prompts],
+        outs = self.llm.generate([TokensPrompt(prompt_token_ids=self.prompts.encode(p)) for p in cot_prompts],
                                  params, use_tqdm=False)
         return [o.outputs[0].text for o in outs]
 
@@ -90,17 +74,14 @@ class LabelerActor:
         shown first, `p_ba` = P("1") with B shown first, and `rationale_ab`/`rationale_ba`
         (chain of thought; empty strings otherwise).
         """
-        kw = dict(task=self.cfg.task, preamble=self.cfg.preamble, exemplars=self.exemplars)
         n = len(contexts)
         pairs = list(zip(contexts, responses_a, responses_b)) + list(zip(contexts, responses_b, responses_a))
+        texts = [self.prompts.prompt(c, x, y, kind="pairwise") for c, x, y in pairs]
+        rationales = [""] * len(texts)
         if self.cfg.chain_of_thought:
-            texts = [build_cot_prompt(c, x, y, kind="pairwise", **kw) for c, x, y in pairs]
             rationales = self._rationales(texts)
-            texts = [append_rationale(t, r, kind="pairwise") for t, r in zip(texts, rationales)]
-        else:
-            texts = [build_pairwise_prompt(c, x, y, **kw) for c, x, y in pairs]
-            rationales = [""] * len(texts)
-        probs = self.score_candidates([self._encode(t) for t in texts], self.pair_candidates, self.pair_queries)
+            texts = [self.prompts.with_rationale(t, r, "pairwise") for t, r in zip(texts, rationales)]
+        probs = self.score_candidates([self.prompts.encode(t) for t in texts], self.pair_candidates, self.pair_queries)
         p_first = probs[:, 0].double()
         p_ab, p_ba = p_first[:n], p_first[n:]
         return {"p_a": preference_from_swapped(p_ab, p_ba).tolist(), "p_ab": p_ab.tolist(), "p_ba": p_ba.tolist(),
@@ -128,11 +109,3 @@ class LabelerActor:
                     answers[i][prefix] = {t: lp[t].logprob for t in next_ids}
         return torch.stack([candidate_probs(candidates, a) for a in answers])
 
-
-def _labeler_context(cfg: RunConfig) -> int:
-    """Room for preamble, exemplars, prompt, response, rationale and the label."""
-    budget = 512 + 256 * len(cfg.labeler.few_shot)
-    budget += cfg.data.max_prompt_tokens + cfg.rollout.sampling.max_new_tokens
-    if cfg.labeler.chain_of_thought:
-        budget += cfg.labeler.rationale_max_tokens
-    return budget

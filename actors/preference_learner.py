@@ -28,6 +28,7 @@ import torch
 
 from rlaif_ray.config import RunConfig
 from rlaif_ray.modeling import DTYPES
+from rlaif_ray.prompts import formatter_for
 from rlaif_ray.preference_train import (Pairs, dpo_pair_loss, encode_dpo, encode_rm, epoch_batches, rank_rows,
                                         rm_pair_loss, sequence_logprobs)
 
@@ -82,6 +83,8 @@ class PreferenceLearnerWorker:
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, trust_remote_code=m.trust_remote_code)
         if self.tokenizer.pad_token_id is None:  # e.g. Llama: pad with eos (the RM reads the last non-pad token)
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        if self.mode == "dpo":  # prompts formatted exactly as the policy sees them in PPO (chat template etc.)
+            self.formatter = formatter_for(self.tokenizer, self.cfg.data, self.model_path)
         torch.manual_seed(self.cfg.run.seed)  # the RM's new score head: the same on every rank
         kw = dict(dtype=DTYPES[m.dtype], trust_remote_code=m.trust_remote_code)
         if self.mode == "rm":
@@ -106,8 +109,8 @@ class PreferenceLearnerWorker:
             a, ta = encode_rm(self.tokenizer, pairs.prompts, pairs.responses_a, max_tokens)
             b, tb = encode_rm(self.tokenizer, pairs.prompts, pairs.responses_b, max_tokens)
             return {"pairs": pairs, "a": a, "b": b, "truncated": ta + tb}
-        pa, ra, ta = encode_dpo(self.tokenizer, pairs.prompts, pairs.responses_a, max_tokens)
-        pb, rb, tb = encode_dpo(self.tokenizer, pairs.prompts, pairs.responses_b, max_tokens)
+        pa, ra, ta = encode_dpo(self.formatter, pairs.prompts, pairs.responses_a, max_tokens)
+        pb, rb, tb = encode_dpo(self.formatter, pairs.prompts, pairs.responses_b, max_tokens)
         return {"pairs": pairs, "prompt_a": pa, "a": ra, "prompt_b": pb, "b": rb, "truncated": ta + tb}
 
     @torch.no_grad()

@@ -244,13 +244,11 @@ def bench_config(*overrides: str, policy: Path | None = None, labeler: bool = Fa
 
 def tokenized_prompts(cfg, n: int) -> list:
     """The first `n` prompts of the run's stream (`rlaif_ray.data.Prompt`: index, text, ids)."""
-    from rlaif_ray.data import PromptStream, load_prompt_texts
+    from rlaif_ray.data import prompt_stream
     from rlaif_ray.modeling import load_tokenizer
 
     tok = load_tokenizer(cfg.model.policy)
-    stream = PromptStream(load_prompt_texts(cfg.data.source, cfg.data.prompt_column), tok,
-                          cfg.data.max_prompt_tokens, cfg.data.long_prompts, cfg.run.seed)
-    return stream.take(n)
+    return prompt_stream(cfg.data, tok, cfg.model.policy, cfg.run.seed).take(n)
 
 
 @contextmanager
@@ -258,7 +256,7 @@ def live_run(cfg):
     """A private local Ray with every role of `cfg` started and a `RunState` ready for
     `rlaif_ray.driver.train.run_iteration` (what `train_run` does, minus the run dir)."""
     from rlaif_ray.algorithms import make_kl_controller
-    from rlaif_ray.data import PromptStream, load_prompt_texts
+    from rlaif_ray.data import prompt_stream
     from rlaif_ray.driver.roles import start_roles
     from rlaif_ray.driver.runtime import ray_session
     from rlaif_ray.driver.sync import make_weight_sync
@@ -267,8 +265,7 @@ def live_run(cfg):
     from rlaif_ray.probe import probe_prompt
 
     tok = load_tokenizer(cfg.model.policy)
-    stream = PromptStream(load_prompt_texts(cfg.data.source, cfg.data.prompt_column), tok,
-                          cfg.data.max_prompt_tokens, cfg.data.long_prompts, cfg.run.seed)
+    stream = prompt_stream(cfg.data, tok, cfg.model.policy, cfg.run.seed)
     with ray_session(cfg.ray):
         roles = start_roles(cfg)
         try:

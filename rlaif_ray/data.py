@@ -1,8 +1,10 @@
-"""Prompt datasets: load, tokenize, truncate or drop, and stream in a seeded order.
+"""Prompt datasets: load, format, truncate or drop, and stream in a seeded order.
 
 Sources: a local .jsonl/.json/.parquet file or directory (read with `datasets`), or an HF
-dataset name (needs a hub). The stream's position is a plain integer, saved in checkpoints,
-so a resumed run continues with exactly the next prompt.
+dataset name (needs a hub). A prompt is text or a list of chat messages ({role, content});
+`rlaif_ray.prompts.PromptFormatter` turns it into the policy's token ids. The stream's
+position is a plain integer, saved in checkpoints, so a resumed run continues with exactly
+the next prompt.
 """
 
 from __future__ import annotations
@@ -12,12 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
+from rlaif_ray.prompts import (PromptFormatError, PromptFormatter, PromptRecord, display_text, formatter_for,
+                               validate_record)
+
 
 class DataError(ValueError):
     """A dataset that cannot be used; the message names the source and the field."""
 
 
-def load_prompt_texts(source: str, column: str, split: str = "train") -> list[str]:
+def load_prompts(source: str, column: str, split: str = "train") -> list[PromptRecord]:
+    """The prompt records of `column`: texts, or message lists; empty (null) rows are skipped,
+    anything else that is not a prompt is an error naming the record."""
     import datasets
 
     path = Path(source)
@@ -36,42 +43,51 @@ def load_prompt_texts(source: str, column: str, split: str = "train") -> list[st
         raise DataError(f"data.source: {source}: no such file or directory")
     if column not in ds.column_names:
         raise DataError(f"data.prompt_column: {source} has no column {column!r} (columns: {', '.join(ds.column_names)})")
-    texts = [str(t) for t in ds[column] if t is not None]
-    if not texts:
+    records = []
+    for i, value in enumerate(ds[column]):
+        if value is None:
+            continue
+        try:
+            records.append(validate_record(value, f"data.source: {source} record {i} ({column})"))
+        except PromptFormatError as err:
+            raise DataError(str(err)) from None
+    if not records:
         raise DataError(f"data.source: {source} holds no prompts in column {column!r}")
-    return texts
+    return records
 
 
 @dataclass
 class Prompt:
     index: int          # position in the stream (global over epochs)
-    text: str
-    token_ids: list[int]
+    text: str           # what the labeler and a person read (`rlaif_ray.prompts.display_text`)
+    token_ids: list[int]  # what the policy reads: formatted (chat template) and within the limit
 
 
 class PromptStream:
-    """An endless, seeded, epoch-wise shuffled stream of tokenized prompts.
+    """An endless, seeded, epoch-wise shuffled stream of formatted prompts.
 
-    Prompts over `max_tokens` are truncated (keeping the end, nearest the answer) or dropped;
+    Prompts over `max_tokens` are truncated (as `PromptFormatter.encode` does) or dropped;
     both are counted. The order depends only on (seed, epoch), so position p is always the
     same prompt.
     """
 
-    def __init__(self, texts: list[str], tokenizer, max_tokens: int, long_prompts: str, seed: int):
+    def __init__(self, records: list[PromptRecord], formatter: PromptFormatter, max_tokens: int,
+                 long_prompts: str, seed: int):
         self.seed = seed
         self.position = 0
         self.truncated = 0
         self.dropped = 0
         self.items: list[tuple[str, list[int]]] = []
-        for text in texts:
-            ids = tokenizer(text, add_special_tokens=True)["input_ids"]
-            if len(ids) > max_tokens:
-                if long_prompts == "drop":
-                    self.dropped += 1
-                    continue
-                ids = ids[-max_tokens:]
-                self.truncated += 1
-            self.items.append((text, ids))
+        for k, record in enumerate(records):
+            try:
+                enc = formatter.encode(record, max_tokens, truncate=long_prompts == "truncate")
+            except PromptFormatError as err:
+                raise DataError(f"record {k}: {err}") from None
+            if enc is None:
+                self.dropped += 1
+                continue
+            self.truncated += enc.truncated
+            self.items.append((display_text(record), enc.token_ids))
         if not self.items:
             raise DataError(f"data.max_prompt_tokens: every prompt is longer than {max_tokens} tokens and was dropped")
 
@@ -92,3 +108,10 @@ class PromptStream:
 
     def load_state_dict(self, state: dict) -> None:
         self.position = int(state["position"])
+
+
+def prompt_stream(data_cfg, tokenizer, model_name: str, seed: int) -> PromptStream:
+    """The run's prompt stream from its `data:` section and the policy tokenizer."""
+    records = load_prompts(data_cfg.source, data_cfg.prompt_column, data_cfg.split)
+    return PromptStream(records, formatter_for(tokenizer, data_cfg, model_name), data_cfg.max_prompt_tokens,
+                        data_cfg.long_prompts, seed)

@@ -147,7 +147,8 @@ def render_report(s: dict) -> str:
         f"- **judge**: AI labeler `{s['labeler']}`, pairwise, both orders averaged (position-debiased)", "",
         "## Win rate of A over B", "",
         "The share of prompts on which the AI labeler prefers A's answer to B's, ties counted half: 0.5 means "
-        "no preference, above 0.5 favours A. The interval is where the true rate lies at the stated confidence.", "",
+        "no preference, above 0.5 favours A. The Wilson interval is the range of win rates consistent with these "
+        "n judgements at the stated confidence.", "",
         f"**{w['rate']:.3f}**, {pct} Wilson interval [{w['low']:.3f}, {w['high']:.3f}], n = {w['n']} "
         f"({w['wins']} wins, {w['ties']} ties counted half, {w['losses']} losses): {verdict} at {pct}.", "",
         f"- mean P(A preferred): {w['mean_p_a']:.3f}",
@@ -157,8 +158,8 @@ def render_report(s: dict) -> str:
     lines += _judges_section(s)
     a = s["answers"]
     lines += ["## Answers", "",
-              f"- prompts: {a['n_prompts']} from {s['prompts']['source']} ({s['prompts']['distinct']} distinct, "
-              f"{s['prompts']['truncated']} truncated to data.max_prompt_tokens)",
+              f"- prompts: {a['n_prompts']} from {s['prompts']['source']}; {s['prompts']['distinct']} distinct, "
+              f"{s['prompts']['truncated']} truncated to data.max_prompt_tokens",
               f"- mean answer length, tokens: A {a['a_tokens_mean']:.1f}, B {a['b_tokens_mean']:.1f}",
               *length_limit_note(a), "",
               "## Settings", "",

@@ -208,24 +208,29 @@ def encode_rm(tokenizer, prompts: list[str], responses: list[str], max_tokens: i
     return ids, len(long)
 
 
-def encode_dpo(tokenizer, prompts: list[str], responses: list[str], max_tokens: int):
-    """(prompt_ids, response_ids, n_truncated): prompt with special tokens, response + eos.
+def encode_dpo(formatter, prompts: list, responses: list[str], max_tokens: int):
+    """(prompt_ids, response_ids, n_truncated): the prompt formatted as the policy sees it in
+    training (`rlaif_ray.prompts.PromptFormatter`: special tokens, chat template), then the
+    response's own ids and eos.
 
-    Over max_tokens the prompt loses its start (a leading bos is kept); a response longer
-    than the whole budget is cut at its end.
+    Over max_tokens the response keeps what it can while the prompt keeps its template (or
+    bos) and one token of content (`formatter.floor`); the prompt is then shortened by the
+    formatter into what is left.
     """
-    p_ids = tokenizer(list(prompts))["input_ids"]
-    r_ids = tokenizer(list(responses), add_special_tokens=False)["input_ids"]
-    eos, bos = tokenizer.eos_token_id, tokenizer.bos_token_id
+    tok = formatter.tokenizer
+    r_ids = tok(list(responses), add_special_tokens=False)["input_ids"]
+    eos = tok.eos_token_id
     out_p, out_r, truncated = [], [], 0
-    for p, r in zip(p_ids, r_ids):
+    for k, (prompt, r) in enumerate(zip(prompts, r_ids)):
         r = list(r) + ([eos] if eos is not None else [])
+        p = formatter.encode(prompt, 1 << 30).token_ids
         if len(p) + len(r) > max_tokens:
             truncated += 1
-            head = [p[0]] if bos is not None and p and p[0] == bos else []
-            r = r[: max_tokens - len(head) - 1]
-            keep = max_tokens - len(head) - len(r)
-            p = head + p[len(head):][-keep:] if keep > 0 else head
+            r = r[: max(max_tokens - formatter.floor(prompt), 1)]
+            enc = formatter.encode(prompt, max_tokens - len(r))
+            if enc is None:
+                raise ValueError(f"pair {k}: the prompt's template alone is over max_tokens ({max_tokens})")
+            p = enc.token_ids
         out_p.append(list(p))
         out_r.append(list(r))
     return out_p, out_r, truncated

@@ -25,3 +25,26 @@ def check_models(cfg: RunConfig) -> None:
     for k, source in enumerate(cfg.reward.sources):
         if source.model:
             check_model_ref(f"reward.sources.{k}.model", source.model)
+    check_labeler_prompts(cfg)
+
+
+def check_prompt_format(data_cfg, model_path: str, trust_remote_code: bool) -> None:
+    """`data.chat_template` needs a tokenizer with a chat template: refused here, by model name,
+    before any actor starts (the actors build the same formatter later)."""
+    if not (data_cfg.chat_template or data_cfg.system_prompt):
+        return
+    from rlaif_ray.modeling import load_tokenizer
+    from rlaif_ray.prompts import formatter_for
+
+    formatter_for(load_tokenizer(model_path, trust_remote_code), data_cfg, model_path)
+
+
+def check_labeler_prompts(cfg: RunConfig) -> None:
+    """`labeler.chat_template` needs a labeler tokenizer with a chat template (refused here,
+    by model name, before any actor starts)."""
+    if not cfg.labeler.chat_template:
+        return
+    from rlaif_ray.labeler.render import LabelerPrompts
+    from rlaif_ray.modeling import load_tokenizer
+
+    LabelerPrompts(cfg.labeler, load_tokenizer(cfg.model.labeler, cfg.model.trust_remote_code), cfg.model.labeler)

@@ -164,6 +164,17 @@ def test_apply_overrides_bad_forms():
         apply_overrides({"run": {"name": "a"}}, ["run.name.x=1"])
 
 
+def test_apply_overrides_reach_list_items():
+    raw = {"reward": {"sources": [{"kind": "labeler_direct"}, {"kind": "function", "weight": 0.0}]}}
+    out = apply_overrides(raw, ["reward.sources.1.weight=2.5", "reward.sources.0.model=rm/path"])
+    assert out["reward"]["sources"] == [{"kind": "labeler_direct", "model": "rm/path"},
+                                        {"kind": "function", "weight": 2.5}]
+    with pytest.raises(ConfigError, match=r"--set reward.sources.2.weight: '2' is not an index of a list of 2"):
+        apply_overrides(raw, ["reward.sources.2.weight=1"])
+    with pytest.raises(ConfigError, match=r"'x' is not an index"):
+        apply_overrides(raw, ["reward.sources.x.weight=1"])
+
+
 def test_overrides_through_load_config():
     cfg = load_config(LOCAL, ["ppo.algorithm=rloo", "learner.lr=1e-4", "run.seed=7"])
     assert (cfg.ppo.algorithm, cfg.learner.lr, cfg.run.seed) == ("rloo", 1e-4, 7)

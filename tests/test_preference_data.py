@@ -215,11 +215,11 @@ def test_tldr_prompt_top_level_or_info():
 
 
 def test_write_tldr_prompts_feeds_the_prompt_loader(tmp_path):
-    from rlaif_ray.data import load_prompt_texts
+    from rlaif_ray.data import load_prompts
 
     src = _jsonl(tmp_path / "tldr.jsonl", [{"subreddit": "a", "title": "t", "post": f"post {i}"} for i in range(3)])
     out = write_tldr_prompts_jsonl(str(src), tmp_path / "prompts.jsonl", max_prompts=2)
-    texts = load_prompt_texts(str(out), "prompt")
+    texts = load_prompts(str(out), "prompt")
     assert texts == ["SUBREDDIT: r/a\nTITLE: t\nPOST: post 0\nTL;DR:", "SUBREDDIT: r/a\nTITLE: t\nPOST: post 1\nTL;DR:"]
 
 

@@ -14,6 +14,7 @@ import torch
 
 from rlaif_ray.config import ConfigError, DPOSection, RewardModelTrainSection, RewardSource, load_config
 from rlaif_ray.data import DataError
+from rlaif_ray.prompts import PromptFormatter
 from rlaif_ray.preference_train import (encode_dpo, encode_rm, epoch_batches, make_pairs, merge_weighted, pad_right,
                                         rank_rows, read_pair_rows, rm_pair_loss, rm_text, sequence_logprobs,
                                         split_eval)
@@ -165,10 +166,11 @@ def test_encode_dpo_keeps_bos_and_response(tiny_models):
     tok = AutoTokenizer.from_pretrained(tiny_models["policy"])
     p_full = tok("Tell me about the big old sea.")["input_ids"]
     r_full = tok(" The sea is warm.", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-    p, r, cut = encode_dpo(tok, ["Tell me about the big old sea."], [" The sea is warm."], max_tokens=512)
+    fmt = PromptFormatter(tok, chat_template=False, system_prompt=None, model_name="policy")
+    p, r, cut = encode_dpo(fmt, ["Tell me about the big old sea."], [" The sea is warm."], max_tokens=512)
     assert (p[0], r[0], cut) == (p_full, r_full, 0)
     budget = len(r_full) + 3
-    p, r, cut = encode_dpo(tok, ["Tell me about the big old sea."], [" The sea is warm."], max_tokens=budget)
+    p, r, cut = encode_dpo(fmt, ["Tell me about the big old sea."], [" The sea is warm."], max_tokens=budget)
     assert cut == 1 and r[0] == r_full and p[0] == [tok.bos_token_id] + p_full[-2:]
     assert len(p[0]) + len(r[0]) == budget
 

@@ -86,11 +86,12 @@ def evaluate(cfg: RunConfig, overwrite: bool = False, progress: bool = True, ver
     from actors.labeler import LabelerActor
 
     out.mkdir(parents=True, exist_ok=True)
-    records, source = eval_prompt_texts(e.prompts, e.prompt_column, e.prompts_split, e.num_prompts, cfg.run.seed,
-                                        record_to=out / "prompts.jsonl" if e.prompts is None else None)
+    logs = RunLogs.under(out, verbose)
+    with logs.quiet_loading():
+        records, source = eval_prompt_texts(e.prompts, e.prompt_column, e.prompts_split, e.num_prompts, cfg.run.seed,
+                                            record_to=out / "prompts.jsonl" if e.prompts is None else None)
     items = list(enumerate(records))  # the engines format each record like in training
     texts = [display_text(r) for r in records]  # what the judge and the report read
-    logs = RunLogs.under(out, verbose)
     bar = tqdm(total=4 + bool(e.harmless), desc="eval", disable=not progress, unit="stage", dynamic_ncols=True,
                file=logs.terminal)
     timeout, call_timeout = cfg.run.startup_timeout_s, cfg.run.call_timeout_s

@@ -24,9 +24,10 @@ from ray.exceptions import RayError, RayTaskError
 from tqdm import tqdm
 
 from rlaif_ray.config import ConfigError, RunConfig, config_from_dict, read_raw_config
-from rlaif_ray.driver.pools import ActorPool
+from rlaif_ray.driver.logs import RunLogs
+from rlaif_ray.driver.pools import ActorPool, describe_roles, wait_all_ready
 from rlaif_ray.driver.runtime import actor_env, ray_session
-from rlaif_ray.labeler import Exemplar, build_cot_prompt, build_pairwise_prompt
+from rlaif_ray.labeler.render import LabelerPrompts, labeler_context_tokens
 from rlaif_ray.preference_data import label_stats, load_pairs
 from rlaif_ray.run_dir import RunStopped
 
@@ -133,26 +134,22 @@ def write_shard(out: Path, k: int, lo: int, pairs: list[dict], result: dict) -> 
 def check_labeler_context(cfg: RunConfig, pairs: list[dict]) -> None:
     """Fail before any actor starts if a pair's labeler prompt would not fit the engine."""
     from actors.engine import _max_positions
-    from actors.labeler import _labeler_context
     from rlaif_ray.modeling import load_tokenizer
 
     lc = cfg.labeler
     # The same engine length the labeler actor gets, and the same prompt it builds.
-    budget, positions = _labeler_context(cfg), _max_positions(cfg.model.labeler, cfg.model.trust_remote_code)
+    budget, positions = labeler_context_tokens(cfg), _max_positions(cfg.model.labeler, cfg.model.trust_remote_code)
     context = min(budget, positions)
-    exemplars = tuple(Exemplar(context=e["context"], responses=tuple(e["responses"]), label=str(e["label"]),
-                               rationale=e.get("rationale")) for e in lc.few_shot)
-    kw = dict(task=lc.task, preamble=lc.preamble, exemplars=exemplars)
-    # After the prompt: one label token, or (chain of thought) a rationale, an ending and the label.
-    extra = 1 + (lc.rationale_max_tokens + 16 if lc.chain_of_thought else 0)
     tokenizer = load_tokenizer(cfg.model.labeler, cfg.model.trust_remote_code)
+    prompts = LabelerPrompts(lc, tokenizer, cfg.model.labeler)
+    # After the prompt: the longest label, or (chain of thought) a rationale, an ending and the label.
+    label = max(len(prompts.encode_candidate(c)) for c in prompts.candidates("pairwise"))
+    extra = label + (lc.rationale_max_tokens + 16 if lc.chain_of_thought else 0)
     worst, worst_i = 0, 0
-    for lo in range(0, len(pairs), 1024):
-        chunk = pairs[lo: lo + 1024]
-        texts = [build_cot_prompt(p["context"], p["response_a"], p["response_b"], kind="pairwise", **kw)
-                 if lc.chain_of_thought else build_pairwise_prompt(p["context"], p["response_a"], p["response_b"], **kw)
-                 for p in chunk]
-        for i, ids in enumerate(tokenizer(texts)["input_ids"], start=lo):
+    for lo in range(0, len(pairs), 1024):  # batched: the tokenizer is much faster on lists
+        texts = [prompts.prompt(p["context"], p["response_a"], p["response_b"], kind="pairwise")
+                 for p in pairs[lo: lo + 1024]]
+        for i, ids in enumerate(prompts.encode_batch(texts), start=lo):
             if len(ids) > worst:
                 worst, worst_i = len(ids), i
     # A couple of tokens of slack: the swapped order can tokenize one or two tokens longer.
@@ -166,8 +163,10 @@ def check_labeler_context(cfg: RunConfig, pairs: list[dict]) -> None:
                           f"rollout.sampling.max_new_tokens); raise data.max_prompt_tokens by {need - context}")
 
 
-def label_run(cfg: RunConfig, progress: bool = True) -> dict:
-    """Label every pair of `cfg.label.source` not yet on disk; returns (and writes) the summary."""
+def label_run(cfg: RunConfig, progress: bool = True, verbose: bool = False) -> dict:
+    """Label every pair of `cfg.label.source` not yet on disk; returns (and writes) the summary.
+
+    Engine and driver output goes to label.output_dir/logs/; `verbose` streams it instead."""
     from rlaif_ray.preflight import check_model_ref
 
     start = time.perf_counter()
@@ -181,14 +180,17 @@ def label_run(cfg: RunConfig, progress: bool = True) -> dict:
     done_pairs = len(pairs) - sum(bounds[k][1] - bounds[k][0] for k in todo)
     label_s = 0.0
     if todo:
-        with ray_session(cfg.ray):
-            pool = ActorPool("labeler", _labeler_cls(), cfg.labeler.resources, min(cfg.labeler.num_actors, len(todo)),
-                             lambda r: (cfg, r), actor_env(cfg.ray), cfg.run.startup_timeout_s)
+        logs = RunLogs.under(out, verbose)
+        with ray_session(cfg.ray, logs):
+            n_actors, started = min(cfg.labeler.num_actors, len(todo)), time.perf_counter()
+            logs.say(f"starting {describe_roles([('labeler', n_actors)])}")
+            pool = ActorPool("labeler", _labeler_cls(), cfg.labeler.resources, n_actors,
+                             lambda r: (cfg, r), actor_env(cfg.ray), cfg.run.startup_timeout_s, logs)
             try:
-                pool.wait_ready(cfg.run.startup_timeout_s)
+                wait_all_ready([pool], cfg.run.startup_timeout_s, logs, started)
                 # The bar starts once the engines are up, so its rate is the labeling rate.
                 with tqdm(total=len(pairs), initial=done_pairs, desc="label", unit="pair", disable=not progress,
-                          dynamic_ncols=True) as bar:
+                          dynamic_ncols=True, file=logs.terminal) as bar:
                     t0 = time.perf_counter()
                     _label_shards(pool, cfg, pairs, bounds, todo, out, bar)
                     label_s = time.perf_counter() - t0

@@ -21,10 +21,11 @@ import ray
 from tqdm import tqdm
 
 from rlaif_ray.config import ConfigError, RunConfig, config_from_dict, read_raw_config
-from rlaif_ray.driver.pools import ActorPool, get_with_timeout
+from rlaif_ray.driver.logs import RunLogs
+from rlaif_ray.driver.pools import ActorPool, describe_roles, get_with_timeout, wait_all_ready
 from rlaif_ray.driver.runtime import actor_env, ray_session
 from rlaif_ray.preference_train import make_pairs, merge_weighted, read_pair_rows, split_eval
-from rlaif_ray.preflight import check_model_ref
+from rlaif_ray.preflight import check_model_ref, check_prompt_format
 from rlaif_ray.run_dir import RunDirError, prepare_run_dir
 
 MODES = {"rm": ("reward_model_train", "train-rm"), "dpo": ("dpo", "dpo")}
@@ -58,6 +59,8 @@ def load_training_pairs(cfg: RunConfig, mode: str) -> tuple[dict, dict]:
         raise ConfigError(f"{key}.data: `rlaif-ray {verb}` needs preference pairs (a folder of Parquet shards from "
                           f"`rlaif-ray label`, or a .parquet/.jsonl file)")
     check_model_ref(*_model_field(cfg, mode))
+    if mode == "dpo":
+        check_prompt_format(cfg.data, _model_field(cfg, mode)[1], cfg.model.trust_remote_code)
     pairs, stats = make_pairs(read_pair_rows(sec.data, f"{key}.data"), sec.labels, f"{key}.data {sec.data}")
     train_idx, eval_idx = split_eval(len(pairs), sec.eval_fraction, cfg.run.seed)
     if len(train_idx) < sec.batch_size:
@@ -66,8 +69,10 @@ def load_training_pairs(cfg: RunConfig, mode: str) -> tuple[dict, dict]:
     return {"train": pairs.select(train_idx), "eval": pairs.select(eval_idx)}, stats
 
 
-def train_preference_model(cfg: RunConfig, mode: str, overwrite: bool = False, progress: bool = True) -> dict:
-    """Run `rlaif-ray train-rm` (mode "rm") or `rlaif-ray dpo` (mode "dpo"); returns the summary."""
+def train_preference_model(cfg: RunConfig, mode: str, overwrite: bool = False, progress: bool = True,
+                           verbose: bool = False) -> dict:
+    """Run `rlaif-ray train-rm` (mode "rm") or `rlaif-ray dpo` (mode "dpo"); returns the summary.
+    Worker and driver output goes to OUTPUT_DIR/logs/; `verbose` streams it instead."""
     from actors.preference_learner import PreferenceLearnerWorker
 
     key, verb = MODES[mode]
@@ -79,20 +84,26 @@ def train_preference_model(cfg: RunConfig, mode: str, overwrite: bool = False, p
     prepare_run_dir(out, cfg, resume=False, overwrite=overwrite)
     timeout, w = cfg.run.call_timeout_s, sec.num_workers
     rows: list[dict] = []
-    with ray_session(cfg.ray):
+    logs = RunLogs.under(out, verbose)
+    with ray_session(cfg.ray, logs):
+        started = time.perf_counter()
+        logs.say(f"starting {describe_roles([(verb, w)])}")
         pool = ActorPool(verb, PreferenceLearnerWorker, sec.resources, w, lambda r: (cfg, mode, r, w),
-                         actor_env(cfg.ray), cfg.run.startup_timeout_s)
+                         actor_env(cfg.ray), cfg.run.startup_timeout_s, logs)
         try:
-            pool.wait_ready(cfg.run.startup_timeout_s)
-            addr, port = get_with_timeout(pool.actors[0].rendezvous_address.remote(), timeout, f"{verb}-0", "start-up")
+            addr, port = get_with_timeout(pool.actors[0].rendezvous_address.remote(), cfg.run.startup_timeout_s,
+                                          f"{verb}-0", "start-up")
             data_ref = ray.put(data)  # once; every rank reads it from the object store
-            setup = get_with_timeout([a.setup.remote(addr, port, data_ref) for a in pool.actors],
-                                     cfg.run.startup_timeout_s, verb, "set-up")[0]
+            setups = [a.setup.remote(addr, port, data_ref) for a in pool.actors]
+            # The workers count as ready once their DeepSpeed set-up (and DPO's reference pass) is done.
+            wait_all_ready([pool], cfg.run.startup_timeout_s, logs, started, also={verb: setups})
+            setup = ray.get(setups[0])
             steps = setup["steps_per_epoch"]
             data_stats["data/truncated"] = setup["data/truncated"]
             rows.append({"epoch": 0, **data_stats, **_evaluate(pool, timeout, verb, len(data["eval"]))})
             _write(out, rows[-1])
-            bar = tqdm(total=sec.epochs * steps, desc=verb, unit="step", disable=not progress, dynamic_ncols=True)
+            bar = tqdm(total=sec.epochs * steps, desc=verb, unit="step", disable=not progress, dynamic_ncols=True,
+                       file=logs.terminal)
             for epoch in range(1, sec.epochs + 1):
                 start = time.perf_counter()
                 train = _train_epoch(pool, epoch, steps, timeout, verb, bar)

@@ -26,7 +26,8 @@ from tqdm import tqdm
 from rlaif_ray.algorithms import make_kl_controller
 from rlaif_ray.batch import RolloutBatch
 from rlaif_ray.config import ConfigError, RewardSource, RunConfig, config_from_dict
-from rlaif_ray.data import PromptStream, load_prompt_texts
+from rlaif_ray.data import prompt_stream
+from rlaif_ray.driver.logs import RunLogs
 from rlaif_ray.driver.pools import get_with_timeout
 from rlaif_ray.driver.roles import start_roles
 from rlaif_ray.driver.runtime import ray_session
@@ -145,24 +146,27 @@ def run_round(run: RunState) -> dict:
     return row
 
 
-def rejection_sampling_run(cfg: RunConfig, overwrite: bool = False, progress: bool = True) -> dict:
-    """Check, start the roles (no reference actor), run every round, export the policy."""
+def rejection_sampling_run(cfg: RunConfig, overwrite: bool = False, progress: bool = True,
+                           verbose: bool = False) -> dict:
+    """Check, start the roles (no reference actor), run every round, export the policy.
+    Engine and driver output goes to OUTPUT_DIR/logs/; `verbose` streams it instead."""
     rcfg = rejection_config(cfg)
     check_models(rcfg)
     out = Path(cfg.rejection_sampling.output_dir)
     tokenizer = load_tokenizer(rcfg.model.policy, rcfg.model.trust_remote_code)
-    texts = load_prompt_texts(rcfg.data.source, rcfg.data.prompt_column, rcfg.data.split)
-    stream = PromptStream(texts, tokenizer, rcfg.data.max_prompt_tokens, rcfg.data.long_prompts, rcfg.run.seed)
+    logs = RunLogs.under(out, verbose)
+    with logs.quiet_loading():
+        stream = prompt_stream(rcfg.data, tokenizer, rcfg.model.policy, rcfg.run.seed)
     prepare_run_dir(out, cfg, resume=False, overwrite=overwrite)
     writer = MetricsWriter(out, cfg.run.name)
     rows = []
-    with ray_session(rcfg.ray):
-        roles = start_roles(rcfg, reference=False)
+    with ray_session(rcfg.ray, logs):
+        roles = start_roles(rcfg, reference=False, logs=logs)
         try:
             run = RunState(rcfg, roles, stream, make_kl_controller("fixed", 0.0, None, 1), make_weight_sync(rcfg.sync),
                            probe_prompt(tokenizer), out)
             bar = tqdm(total=rcfg.run.iterations, desc=f"{cfg.run.name} best-of-{rcfg.rollout.sampling.samples_per_prompt}",
-                       disable=not progress, unit="round", dynamic_ncols=True)
+                       disable=not progress, unit="round", dynamic_ncols=True, file=logs.terminal)
             while run.iteration < rcfg.run.iterations:
                 row = run_round(run)
                 writer.write(row)

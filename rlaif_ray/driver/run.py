@@ -36,11 +36,12 @@ def train_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, overwri
     run_dir = Path(run_dir)
     check_models(cfg)
     tokenizer = load_tokenizer(cfg.model.policy, cfg.model.trust_remote_code)
-    stream = prompt_stream(cfg.data, tokenizer, cfg.model.policy, cfg.run.seed)
+    logs = RunLogs.under(run_dir, verbose)
+    with logs.quiet_loading():
+        stream = prompt_stream(cfg.data, tokenizer, cfg.model.policy, cfg.run.seed)
     prepare_run_dir(run_dir, cfg, resume, overwrite)
     writer = MetricsWriter(run_dir, cfg.run.name)
     rows: list[dict] = []
-    logs = RunLogs.under(run_dir, verbose)
     with ray_session(cfg.ray, logs):
         roles = start_roles(cfg, logs=logs)
         try:

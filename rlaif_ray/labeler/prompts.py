@@ -44,6 +44,9 @@ __all__ = [
     "RATIONALE_ENDING",
     "direct_candidate_strings",
     "pairwise_candidate_strings",
+    "answer_candidates",
+    "label_separator",
+    "build_chat_instruction",
     "build_direct_prompt",
     "build_pairwise_prompt",
     "build_cot_prompt",
@@ -62,16 +65,32 @@ PAIRWISE_ENDING = "Preferred Response="
 RATIONALE_ENDING = "Rationale:"
 
 
+def label_separator(ending: str) -> str:
+    """What comes between a prompt's last characters and the label: nothing at the very start
+    of an answer or right after "=" ("Preferred Response=1"), a space after anything else
+    ("Score (1-10): 7", "Score: 7"). The space belongs to the candidate string because BPE
+    tokenizers merge it into (or put it before) the number."""
+    return "" if not ending or ending[-1] in "=\n" else " "
+
+
+def answer_candidates(kind: str, ending: str) -> tuple[str, ...]:
+    """The label strings scored after a prompt that ends with `ending`: the scores 1..10
+    (direct) or "1"/"2" (pairwise), each led by `label_separator(ending)`."""
+    _check("kind", kind, KINDS)
+    labels = DIRECT_SCORE_STRINGS if kind == "direct" else PAIRWISE_LABEL_STRINGS
+    return tuple(label_separator(ending) + s for s in labels)
+
+
 def direct_candidate_strings() -> tuple[str, ...]:
     """The strings to score after a direct prompt: (" 1", ..., " 10") — leading space,
     because the prompt ends with ":" and no space."""
-    return tuple(" " + s for s in DIRECT_SCORE_STRINGS)
+    return answer_candidates("direct", DIRECT_ENDING)
 
 
 def pairwise_candidate_strings() -> tuple[str, ...]:
     """The strings to score after a pairwise prompt: ("1", "2") — no space, because the
     prompt ends with "=" and the label follows it directly."""
-    return PAIRWISE_LABEL_STRINGS
+    return answer_candidates("pairwise", PAIRWISE_ENDING)
 
 
 @dataclass(frozen=True)
@@ -208,14 +227,14 @@ def _label_ending(kind: str) -> str:
 
 def _answered(ending: str, label: str) -> str:
     # Same spacing as the candidates: " 7" after ":", "2" right after "=".
-    return f"{ending} {label}" if ending == DIRECT_ENDING else f"{ending}{label}"
+    return f"{ending}{label_separator(ending)}{label}"
 
 
-def _exemplar(t: TaskTemplate, ex: Exemplar, kind: str) -> str:
+def _exemplar(t: TaskTemplate, ex: Exemplar, kind: str, ending: str | None = None) -> str:
     want = 1 if kind == "direct" else 2
     if len(ex.responses) != want:
         raise ValueError(f"{kind} exemplar needs {want} response(s), got {len(ex.responses)}")
-    answer = _answered(_label_ending(kind), ex.label)
+    answer = _answered(_label_ending(kind) if ending is None else ending, ex.label)
     if ex.rationale is not None:
         answer = f"{RATIONALE_ENDING} {ex.rationale.strip()}\n{answer}"
     return f"{_sample(t, ex.context, ex.responses)}\n\n{answer}"
@@ -296,11 +315,52 @@ def build_cot_prompt(
     return _build(context, responses, kind, task, preamble, exemplars, ending)
 
 
-def append_rationale(cot_prompt: str, rationale: str, kind: str = "direct") -> str:
+def append_rationale(cot_prompt: str, rationale: str, kind: str = "direct", ending: str | None = None) -> str:
     """Step 2 of chain of thought: ``cot_prompt + " " + rationale.strip() + "\\n" + ending``,
-    ending being "Score (1-10):" or "Preferred Response=" per ``kind``; the label
-    candidates are then scored after it exactly as for the plain prompts."""
+    ending being "Score (1-10):" or "Preferred Response=" per ``kind`` (or the chat
+    labeler's answer prefix); the label candidates are then scored after it exactly as for
+    the plain prompts."""
     _check("kind", kind, KINDS)
     if not cot_prompt.endswith(RATIONALE_ENDING):
         raise ValueError(f"cot_prompt must end with {RATIONALE_ENDING!r} (from build_cot_prompt)")
-    return f"{cot_prompt} {rationale.strip()}\n{_label_ending(kind)}"
+    return f"{cot_prompt} {rationale.strip()}\n{_label_ending(kind) if ending is None else ending}"
+
+
+# --------------------------------------------------------------------------- chat labelers
+
+CHAT_ASK = {
+    "direct": "Reply with the score only: one whole number from 1 to 10.",
+    "pairwise": "Reply with the number of the better {noun} only: 1 or 2.",
+}
+
+
+def build_chat_instruction(
+    context: str,
+    *responses: str,
+    kind: str = "direct",
+    task: str = "generic",
+    preamble: str = "base",
+    exemplars: Sequence[Exemplar] = (),
+    answer_prefix: str = "",
+    chain_of_thought: bool = False,
+) -> str:
+    """The user turn of a chat labeler: preamble, exemplars (answered with ``answer_prefix``),
+    the sample, then a request saying how to answer. The caller puts it in the labeler's chat
+    template and opens the assistant turn with ``answer_prefix`` (or "Rationale:" for chain
+    of thought), where the label candidates are scored."""
+    _check("kind", kind, KINDS)
+    want = 1 if kind == "direct" else 2
+    if len(responses) != want:
+        raise ValueError(f"{kind} prompt needs {want} response(s), got {len(responses)}")
+    t = _template(task, preamble)
+    noun = t.response_name.lower()
+    ask = CHAT_ASK[kind].format(noun=noun)
+    if chain_of_thought:
+        what = "the score" if kind == "direct" else "the number of the better " + noun
+        consider = f"Consider the {t.aspects} of {'the' if kind == 'direct' else 'each'} {noun}."
+        shown = f'"{answer_prefix}"' if answer_prefix else "a new line"
+        ask = f'{consider} Start your reply with "{RATIONALE_ENDING}" and your reasoning, then give {what} after {shown}.'
+    blocks = [_preamble(t, preamble, kind)]
+    blocks += [_exemplar(t, ex, kind, answer_prefix) for ex in exemplars]
+    blocks += [_sample(t, context, responses), ask]
+    return "\n\n".join(blocks)

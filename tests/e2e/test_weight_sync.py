@@ -10,11 +10,12 @@ import pytest
 import ray
 
 from rlaif_ray.algorithms import make_kl_controller
-from rlaif_ray.data import PromptStream, load_prompt_texts
+from rlaif_ray.data import PromptStream, load_prompts
 from rlaif_ray.driver.roles import start_roles
 from rlaif_ray.driver.sync import make_weight_sync
 from rlaif_ray.driver.train import RunState, probe, run_iteration
 from rlaif_ray.modeling import load_tokenizer
+from rlaif_ray.prompts import PromptFormatter
 from rlaif_ray.probe import probe_prompt
 
 
@@ -23,7 +24,8 @@ def run(ray_local, make_config):
     cfg = make_config("data.prompts_per_iteration=4", "ppo.minibatch_size=16", "ppo.epochs=2",
                       "learner.lr=1e-3")
     tok = load_tokenizer(cfg.model.policy)
-    stream = PromptStream(load_prompt_texts(cfg.data.source, "prompt"), tok, 64, "truncate", 0)
+    stream = PromptStream(load_prompts(cfg.data.source, "prompt"), PromptFormatter(tok, False, None, "policy"),
+                          64, "truncate", 0)
     roles = start_roles(cfg)
     state = RunState(cfg, roles, stream, make_kl_controller("fixed", 0.02), make_weight_sync(cfg.sync),
                      probe_prompt(tok))
