@@ -64,7 +64,7 @@ def reward_definition(facts: dict) -> str:
         return "each run's own (see report.md)"
     used = [(n, words, w) for n, words, w in facts.get("sources", []) if w]
     if not used:
-        return "the run's combined reward"
+        return "the combined reward (sources not in the run's config)"
     if len(used) == 1 and used[0][2] == 1.0:
         return f"{used[0][0]} ({used[0][1]})"
     return " + ".join(f"{w:g} × {n}" for n, _, w in used)
@@ -144,7 +144,8 @@ def run_labels(run_dirs: list[Path]) -> list[str]:
 def describe_runs(run_dirs: list[str | Path]) -> list[dict]:
     """Per run dir: its legend label, its path (resolved) and what its reward was."""
     paths = [Path(d) for d in run_dirs]
-    return [{"label": label, "dir": str(p.resolve()), "reward": reward_definition(run_facts(p))}
+    return [{"label": label, "dir": str(p.resolve()),
+             "reward": reward_definition(run_facts(p)) if run_facts(p).get("sources") else None}
             for p, label in zip(paths, run_labels(paths))]
 
 

@@ -34,7 +34,14 @@ def read_samples(run_dir: str | Path) -> list[dict]:
     if not path.is_file():
         raise RunDirError(f"samples: {run_dir} has no {SAMPLES_FILE} (it is written from the first iteration on "
                           f"when run.log_samples > 0)")
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise RunDirError(f"samples: {path} line {n} is not JSON (a write cut short?)") from None
     if not rows:
         raise RunDirError(f"samples: {path} is empty")
     return rows

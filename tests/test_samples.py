@@ -160,3 +160,7 @@ def test_cli_samples_prints_and_fails_clearly(tmp_path, capsys):
     assert "iteration 1: 1 sample of" in capsys.readouterr().out
     assert main(["samples", str(run), "--iteration", "5"]) == 2
     assert "no samples of iteration 5" in capsys.readouterr().err
+    with (run / "samples.jsonl").open("a") as f:
+        f.write('{"iteration": 3, "pro')  # a write cut short
+    assert main(["samples", str(run)]) == 2
+    assert "samples.jsonl line 4 is not JSON" in capsys.readouterr().err
