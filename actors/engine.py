@@ -8,7 +8,7 @@ import ray
 import torch
 
 from rlaif_ray.config import ModelSection
-from rlaif_ray.weights import unpack_bucket
+from rlaif_ray.weights import unpack_bucket, with_tied_head
 
 
 def build_llm(model_path: str, model: ModelSection, kv_cache_mib: int, gpu_memory_utilization: float,
@@ -47,19 +47,47 @@ def build_llm(model_path: str, model: ModelSection, kv_cache_mib: int, gpu_memor
 
 
 def load_weight_buckets(llm, bucket_refs: list, reset_prefix_cache: bool = True) -> None:
-    """Load a full state dict, sent as object-store buckets, into the live engine.
+    """Load a full state dict, sent as object-store buckets, into the live engine."""
+    tensors = []
+    for bucket in ray.get(list(bucket_refs)):
+        tensors.extend(unpack_bucket(bucket))
+    load_weight_tensors(llm, tensors, reset_prefix_cache)
+
+
+def load_weight_tensors(llm, tensors: list[tuple[str, torch.Tensor]], reset_prefix_cache: bool = True) -> None:
+    """Load a full state dict (HF checkpoint names) into the live engine.
 
     `reload_weights` gets every tensor in one call because vLLM fuses q/k/v and gate/up:
     half of a fused group would leave the other half stale. The prefix cache is reset
     afterwards because cached prefixes hold KV computed with the old weights.
+
+    Tied embeddings: the learner sends each parameter once, so `lm_head.weight` is absent
+    when the model ties it to the input embedding. vLLM's head then shares the embedding's
+    storage and follows it, but its layer-wise reload sees a layer that got no weights and
+    logs "ParallelLMHead: Failed to load weights" (then keeps the shared, updated tensor).
+    Naming the embedding again as `lm_head.weight` (a view, no extra transfer) gives the head
+    its weights explicitly; see docs/weight-sync.md.
     """
-    tensors = []
-    for bucket in ray.get(list(bucket_refs)):
-        tensors.extend(unpack_bucket(bucket))
-    llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(tensors),
+    tied = bool(getattr(llm.model_config.hf_text_config, "tie_word_embeddings", False))
+    llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(with_tied_head(tensors, tied)),
                                                   "is_checkpoint_format": True})
     if reset_prefix_cache:
         llm.reset_prefix_cache()
+
+
+def sample_probe(llm, prompt_ids: list[int], max_tokens: int, seed: int) -> tuple[list[int], list[float]]:
+    """The weight-sync probe on the engine side: sample `max_tokens` tokens from a fixed
+    prompt at temperature 1 and return them with their logprobs.
+
+    Generation, not teacher forcing, on purpose: it reads cached prefix KV, so a cache left
+    over from old weights shows up as a logprob mismatch with the learner.
+    """
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    params = SamplingParams(temperature=1.0, max_tokens=max_tokens, seed=seed, logprobs=0, ignore_eos=True)
+    o = llm.generate([TokensPrompt(prompt_token_ids=list(prompt_ids))], params, use_tqdm=False)[0].outputs[0]
+    return list(o.token_ids), [lp[t].logprob for lp, t in zip(o.logprobs, o.token_ids)]
 
 
 def _max_positions(model_path: str, trust_remote_code: bool) -> int:

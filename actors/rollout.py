@@ -13,7 +13,7 @@ import numpy as np
 import ray
 
 from actors import nccl_sync
-from actors.engine import build_llm, load_weight_buckets
+from actors.engine import build_llm, load_weight_buckets, sample_probe
 from rlaif_ray.batch import RolloutBatch, build_shard
 from rlaif_ray.config import RunConfig
 from rlaif_ray.probe import PROBE_NEW_TOKENS, PROBE_PROMPT_TOKENS
@@ -116,18 +116,9 @@ class RolloutActor:
         return time.perf_counter() - start
 
     def probe(self, prompt_ids: list[int], max_tokens: int, seed: int) -> tuple[list[int], list[float]]:
-        """Sample from a fixed prompt (through the prefix cache) and return tokens + logprobs.
-
-        Generation, not teacher forcing, on purpose: it reads cached prefix KV, so a cache
-        left over from old weights shows up as a logprob mismatch with the learner.
-        """
-        from vllm import SamplingParams
-        from vllm.inputs import TokensPrompt
-
-        params = SamplingParams(temperature=1.0, max_tokens=max_tokens, seed=seed, logprobs=0,
-                                ignore_eos=True)
-        o = self.llm.generate([TokensPrompt(prompt_token_ids=list(prompt_ids))], params, use_tqdm=False)[0].outputs[0]
-        return list(o.token_ids), [lp[t].logprob for lp, t in zip(o.logprobs, o.token_ids)]
+        """Sample from a fixed prompt (through the prefix cache) and return tokens + logprobs
+        (`actors.engine.sample_probe`)."""
+        return sample_probe(self.llm, prompt_ids, max_tokens, seed)
 
     def generate_greedy(self, prompt_ids: list[list[int]], max_tokens: int) -> list[list[int]]:
         """Greedy continuations (for checks against the learner)."""

@@ -204,11 +204,29 @@ class KLSection(_Strict):
     horizon: int = Field(10000, ge=1, description="Adaptive controller horizon, samples.")
 
 
+# Default sync.probe_bound per engine dtype: between what the probe reads after a correct sync
+# and after a broken one. Measured by bench/probe_bounds.py on SmolLM2-135M-Instruct (CPU,
+# vLLM 0.32 vs transformers 5.19, see docs/weight-sync.md), weights moved by 4 AdamW steps:
+#   float32  correct FP32_CORRECT; broken, lr 1e-6: stale prefix cache FP32_PREFIX_1E6, not synced FP32_NOSYNC_1E6;
+#            lr 1e-5: stale prefix FP32_PREFIX_1E5, one stale MLP tensor FP32_TENSOR_1E5.
+#   bfloat16 BF16_SUMMARY
+# float16 has 3 more mantissa bits than bfloat16, so bfloat16's bound is a safe (loose) one for it.
+PROBE_BOUNDS = {"float32": 1e-3, "bfloat16": 0.5, "float16": 0.5}
+
+
 class SyncSection(_Strict):
     backend: Literal["object_store", "nccl"] = Field("object_store", description="How new weights reach the rollout engines.")
     bucket_mib: int = Field(64, ge=1, description="Bucket size of the gathered weights, MiB.")
     timeout_s: float = Field(120.0, gt=0, description="A sync past this raises, naming the actor.")
     probe: bool = Field(True, description="Score a fixed sequence on engine 0 and the learner after each sync.")
+    probe_bound: float | None = Field(None, gt=0, description="Largest sync/max_logprob_diff a correct sync may read; "
+                                      "null: a per-dtype default (float32 1e-3, bfloat16/float16 0.5; see docs/weight-sync.md).")
+    probe_action: Literal["warn", "stop"] = Field("warn", description="When the probe reads above its bound: "
+                                                  "warn (one log line naming the engine and the figure) or stop the run.")
+
+    def probe_bound_for(self, dtype: str) -> float:
+        """The bound in force for engines of `dtype`."""
+        return self.probe_bound if self.probe_bound is not None else PROBE_BOUNDS[dtype]
 
 
 class Fault(_Strict):

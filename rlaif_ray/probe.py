@@ -2,10 +2,21 @@
 
 After every sync, engine 0 samples PROBE_NEW_TOKENS tokens from the probe prompt and the
 learner scores the same tokens teacher-forced; their max |logprob difference| is the metric
-`sync/max_logprob_diff` (≈1e-6 in fp32 when the engine serves exactly the learner's weights).
-The prompt is longer than one 128-token KV block on CPU, so it is really held in vLLM's
-prefix cache: KV left over from old weights would show up in the difference.
+`sync/max_logprob_diff`. The prompt is longer than one 128-token KV block on CPU, so it is
+really held in vLLM's prefix cache: KV left over from old weights shows up in the difference.
+
+What it reads (bench/probe_bounds.py, docs/weight-sync.md): with the learner's exact weights
+only the two implementations' rounding, ~1e-6..1e-5 in fp32 (tiny models and SmolLM2-135M
+alike) and ~1e-1 in bf16; after a broken sync, as much as the weights moved since the last
+good one. `judge_probe` compares it with `sync.probe_bound` (per-dtype defaults in
+rlaif_ray/config.py) and says what `sync.probe_action` asks for.
 """
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
 
 PROBE_TEXT = "The quick brown fox jumps over the lazy dog near the quiet river bank. "
 PROBE_PROMPT_TOKENS = 136
@@ -18,3 +29,23 @@ def probe_prompt(tokenizer) -> list[int]:
     while len(ids) < PROBE_PROMPT_TOKENS:
         ids += piece
     return ids[:PROBE_PROMPT_TOKENS]
+
+
+@dataclass(frozen=True)
+class ProbeVerdict:
+    action: Literal["ok", "warn", "stop"]
+    message: str  # one line naming the engine, the figure and the bound; "" when ok
+
+
+def judge_probe(diff: float, bound: float, action: Literal["warn", "stop"], engine: str = "rollout-0") -> ProbeVerdict:
+    """The probe reading `diff` against `bound`: ok, or `action` with its message.
+
+    A non-finite reading (NaN logprobs on either side) is never ok.
+    """
+    if math.isfinite(diff) and diff <= bound:
+        return ProbeVerdict("ok", "")
+    then = "stopping the run (sync.probe_action: stop)" if action == "stop" else "the run goes on (sync.probe_action: warn)"
+    return ProbeVerdict(action, (
+        f"weight-sync probe: {engine} and the learner differ by {diff:.2e} in logprob on the probe prompt, "
+        f"above the bound {bound:.1e} (sync.probe_bound): {engine} may not serve the learner's weights "
+        f"(a stale prefix cache, a tensor not loaded); {then}"))

@@ -86,3 +86,17 @@ def unpack_bucket(bucket: WeightBucket) -> list[tuple[str, torch.Tensor]]:
         n = int(np.prod(shape, dtype=np.int64)) * torch.empty((), dtype=dt).element_size()
         out.append((name, raw[off: off + n].view(dt).reshape(shape)))
     return out
+
+
+# Names of the input embedding in HF causal LMs whose output head can be tied to it.
+INPUT_EMBEDDING_NAMES = ("model.embed_tokens.weight", "transformer.wte.weight", "model.decoder.embed_tokens.weight")
+
+
+def with_tied_head(named: list[tuple[str, torch.Tensor]], tie_word_embeddings: bool) -> list[tuple[str, torch.Tensor]]:
+    """`named` plus ("lm_head.weight", the input embedding) when the model ties them and the
+    head is missing (HF's `named_parameters` lists a tied parameter once, under the
+    embedding's name). The same tensor object, not a copy."""
+    if not tie_word_embeddings or any(n == "lm_head.weight" for n, _ in named):
+        return list(named)
+    embed = [t for n, t in named if n in INPUT_EMBEDDING_NAMES]
+    return list(named) + [("lm_head.weight", embed[0])] if len(embed) == 1 else list(named)

@@ -116,3 +116,17 @@ def test_pack_copies_so_later_writes_do_not_leak():
 def test_empty_bucket():
     bucket = pack_bucket([])
     assert bucket.nbytes == 0 and unpack_bucket(bucket) == []
+
+
+def test_tied_head_named_from_the_embedding():
+    from rlaif_ray.weights import with_tied_head
+
+    emb, norm = torch.randn(6, 4), torch.ones(4)
+    named = [("model.embed_tokens.weight", emb), ("model.norm.weight", norm)]
+    out = with_tied_head(named, tie_word_embeddings=True)
+    assert [n for n, _ in out] == ["model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"]
+    assert out[-1][1] is emb  # the same tensor, not a copy: nothing more is sent
+    assert with_tied_head(named, tie_word_embeddings=False) == named
+    head = [*named, ("lm_head.weight", torch.zeros(6, 4))]
+    assert with_tied_head(head, tie_word_embeddings=True) == head  # a head already sent is kept
+    assert with_tied_head([("model.norm.weight", norm)], True) == [("model.norm.weight", norm)]  # no known embedding

@@ -10,6 +10,7 @@ batches stay in the object store.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,7 +25,11 @@ from rlaif_ray.driver.chaos import kill_after_call, stall_before_call
 from rlaif_ray.driver.pools import ActorFailed, ActorPool, get_with_timeout
 from rlaif_ray.driver.roles import Roles
 from rlaif_ray.driver.sync import WeightSync
-from rlaif_ray.probe import PROBE_NEW_TOKENS
+from rlaif_ray.probe import PROBE_NEW_TOKENS, judge_probe
+from rlaif_ray.run_dir import RunStopped
+
+
+log = logging.getLogger("rlaif_ray")
 
 
 @dataclass
@@ -197,14 +202,21 @@ def sync_weights(run: RunState) -> dict:
 
 
 def probe(run: RunState) -> dict:
-    """Max |logprob difference| between rollout engine 0 and the learner on a fixed prompt."""
+    """Max |logprob difference| between rollout engine 0 and the learner on a fixed prompt;
+    above `sync.probe_bound` it warns or stops the run (`sync.probe_action`)."""
     timeout = run.cfg.sync.timeout_s
     tokens, engine_logp = get_with_timeout(
         run.roles.rollout.actors[0].probe.remote(run.probe_prompt, PROBE_NEW_TOKENS, run.cfg.run.seed), timeout, "rollout-0", "probe")
     # Every rank runs the forward: under ZeRO-3 it gathers parameters collectively.
     learner_logp = get_with_timeout([l.probe_logprobs.remote(run.probe_prompt, tokens)
                                      for l in run.roles.learners.actors], timeout, "learner", "probe")[0]
-    return {"sync/max_logprob_diff": float(np.max(np.abs(np.asarray(engine_logp) - np.asarray(learner_logp))))}
+    diff = float(np.max(np.abs(np.asarray(engine_logp) - np.asarray(learner_logp))))
+    verdict = judge_probe(diff, run.cfg.sync.probe_bound_for(run.cfg.model.dtype), run.cfg.sync.probe_action, "rollout-0")
+    if verdict.action == "stop":
+        raise RunStopped(verdict.message)
+    if verdict.action == "warn":
+        log.warning(verdict.message)
+    return {"sync/max_logprob_diff": diff}
 
 
 # --------------------------------------------------------------------------- helpers

@@ -1,0 +1,104 @@
+"""The sync probe's verdict: the reading against its bound, and what `sync.probe_action` asks.
+
+The stage (`rlaif_ray.driver.train.probe`) is checked here with fake roles: no Ray, no engines.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from types import SimpleNamespace
+
+import pytest
+
+from rlaif_ray.config import PROBE_BOUNDS, SyncSection
+from rlaif_ray.probe import judge_probe
+from rlaif_ray.run_dir import RunStopped
+
+
+def test_within_bound_is_ok():
+    assert judge_probe(2e-6, 1e-4, "warn").action == "ok"
+    assert judge_probe(1e-4, 1e-4, "stop").action == "ok"  # the bound itself is allowed
+    assert judge_probe(0.0, 1e-4, "stop").message == ""
+
+
+@pytest.mark.parametrize("action", ["warn", "stop"])
+def test_above_bound_takes_the_configured_action(action):
+    v = judge_probe(3.2e-2, 1e-4, action, engine="rollout-0")
+    assert v.action == action
+    assert "\n" not in v.message
+    assert "rollout-0" in v.message and "3.20e-02" in v.message and "1.0e-04" in v.message
+    assert f"sync.probe_action: {action}" in v.message
+
+
+@pytest.mark.parametrize("diff", [math.nan, math.inf])
+def test_non_finite_reading_is_never_ok(diff):
+    assert judge_probe(diff, 1e-4, "stop").action == "stop"
+
+
+def test_bound_defaults_per_dtype_and_override():
+    s = SyncSection()
+    assert s.probe_action == "warn" and s.probe_bound is None
+    assert s.probe_bound_for("float32") == PROBE_BOUNDS["float32"]
+    assert s.probe_bound_for("bfloat16") == PROBE_BOUNDS["bfloat16"]
+    # Measured (bench/probe_bounds.py): fp32 correct syncs read ≤ 1.1e-5, bf16 ones far more.
+    assert 1.1e-5 < PROBE_BOUNDS["float32"] < PROBE_BOUNDS["bfloat16"]
+    assert PROBE_BOUNDS["float16"] == PROBE_BOUNDS["bfloat16"]
+    assert SyncSection(probe_bound=0.25).probe_bound_for("float32") == 0.25
+
+
+def test_bound_and_action_are_validated():
+    with pytest.raises(ValueError):
+        SyncSection(probe_bound=0.0)
+    with pytest.raises(ValueError):
+        SyncSection(probe_action="ignore")
+
+
+# --------------------------------------------------------------------------- the stage, faked
+
+
+class _Remote:
+    def __init__(self, value):
+        self.value = value
+
+    def remote(self, *args):
+        return self.value
+
+
+def _fake_run(engine_logp, learner_logp, **sync):
+    cfg = SimpleNamespace(sync=SyncSection(**sync), model=SimpleNamespace(dtype="float32"),
+                          run=SimpleNamespace(seed=0))
+    rollout = SimpleNamespace(probe=_Remote(([5, 6], engine_logp)))
+    learner = SimpleNamespace(probe_logprobs=_Remote(learner_logp))
+    roles = SimpleNamespace(rollout=SimpleNamespace(actors=[rollout]), learners=SimpleNamespace(actors=[learner]))
+    return SimpleNamespace(cfg=cfg, roles=roles, probe_prompt=[1, 2, 3])
+
+
+@pytest.fixture
+def no_ray_get(monkeypatch):
+    from rlaif_ray.driver import train
+
+    monkeypatch.setattr(train, "get_with_timeout", lambda ref, *a, **k: [r for r in ref] if isinstance(ref, list) else ref)
+    return train
+
+
+def test_stage_warns_once_and_goes_on(no_ray_get, caplog):
+    run = _fake_run([-1.0, -2.0], [-1.0, -2.5], probe_bound=1e-3)
+    with caplog.at_level(logging.WARNING, logger="rlaif_ray"):
+        row = no_ray_get.probe(run)
+    assert row == {"sync/max_logprob_diff": 0.5}
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "rollout-0" in warnings[0].getMessage() and "5.00e-01" in warnings[0].getMessage()
+
+
+def test_stage_stops_the_run(no_ray_get):
+    run = _fake_run([-1.0, -2.0], [-1.0, -2.5], probe_bound=1e-3, probe_action="stop")
+    with pytest.raises(RunStopped, match=r"rollout-0 .* 5\.00e-01"):
+        no_ray_get.probe(run)
+
+
+def test_stage_quiet_within_bound(no_ray_get, caplog):
+    run = _fake_run([-1.0, -2.0], [-1.0, -2.0 + 1e-6], probe_action="stop")
+    with caplog.at_level(logging.WARNING, logger="rlaif_ray"):
+        assert no_ray_get.probe(run)["sync/max_logprob_diff"] == pytest.approx(1e-6)
+    assert not caplog.records
