@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import ray
@@ -62,14 +63,15 @@ def load_weight_tensors(llm, tensors: list[tuple[str, torch.Tensor]], reset_pref
     afterwards because cached prefixes hold KV computed with the old weights.
 
     Tied embeddings: the learner sends each parameter once, so `lm_head.weight` is absent
-    when the model ties it to the input embedding. vLLM's head then shares the embedding's
-    storage and follows it, but its layer-wise reload sees a layer that got no weights and
-    logs "ParallelLMHead: Failed to load weights" (then keeps the shared, updated tensor).
-    Naming the embedding again as `lm_head.weight` (a view, no extra transfer) gives the head
-    its weights explicitly; see docs/weight-sync.md.
+    when the model ties it to the input embedding. vLLM's reload then skips the head layer
+    ("ParallelLMHead: Failed to load weights") and on CPU the head keeps its pre-packed copy
+    of the OLD matrix: logits drift from the learner's at every sync. Naming the embedding
+    again as `lm_head.weight` (the same tensor, nothing more is sent) makes vLLM load and
+    re-pack the head; see docs/weight-sync.md.
     """
+    _hide_rotary_reload_warning()
     tied = bool(getattr(llm.model_config.hf_text_config, "tie_word_embeddings", False))
-    llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(with_tied_head(tensors, tied)),
+    llm.collective_rpc("reload_weights", kwargs={"weights_iterator": with_tied_head(tensors, tied),
                                                   "is_checkpoint_format": True})
     if reset_prefix_cache:
         llm.reset_prefix_cache()
@@ -88,6 +90,28 @@ def sample_probe(llm, prompt_ids: list[int], max_tokens: int, seed: int) -> tupl
     params = SamplingParams(temperature=1.0, max_tokens=max_tokens, seed=seed, logprobs=0, ignore_eos=True)
     o = llm.generate([TokensPrompt(prompt_token_ids=list(prompt_ids))], params, use_tqdm=False)[0].outputs[0]
     return list(o.token_ids), [lp[t].logprob for lp, t in zip(o.logprobs, o.token_ids)]
+
+
+class _RotaryReloadFilter(logging.Filter):
+    """Drops vLLM's "<...>RotaryEmbedding: Failed to load weights" on a live reload.
+
+    Why it is safe: a rotary layer's only tensor is its cos/sin cache, a non-persistent
+    buffer computed from the config (rope theta, scaling), never part of a checkpoint. vLLM's
+    layer-wise reload counts it as a tensor to load, finds nothing loaded, and keeps the
+    existing cache (which is what it should do), but says it failed, on every sync.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.msg == "%s: Failed to load weights" and isinstance(record.args, tuple)
+                    and len(record.args) == 1 and str(record.args[0]).endswith("RotaryEmbedding"))
+
+
+_ROTARY_FILTER = _RotaryReloadFilter()
+
+
+def _hide_rotary_reload_warning() -> None:
+    # Attached to the logger that emits it (not a handler), so it holds wherever vLLM logs go.
+    logging.getLogger("vllm.model_executor.model_loader.reload.layerwise").addFilter(_ROTARY_FILTER)
 
 
 def _max_positions(model_path: str, trust_remote_code: bool) -> int:

@@ -22,6 +22,7 @@ import torch
 
 from rlaif_ray.nccl_plan import (BroadcastPlan, WeightMetadata, as_bytes, build_plan, check_names,
                                  check_tensors, empty_bucket, pack_bucket, unpack_bucket)
+from rlaif_ray.weights import with_tied_head
 
 WORKER_EXTENSION = "actors.nccl_sync.WeightGroupExtension"  # the qualname vLLM resolves
 
@@ -132,7 +133,10 @@ class WeightGroupExtension:
         if group is None:
             raise RuntimeError("receive_buckets before init_weight_group")
         stream = receive_tensors(group, plan)
-        self.reload_weights(weights_iterator=stream, is_checkpoint_format=True)
+        # A tied output head is not among the learner's parameters; vLLM must load it anyway
+        # (on CPU it keeps a pre-packed copy otherwise): rlaif_ray.weights.with_tied_head.
+        tied = bool(getattr(self.vllm_config.model_config.hf_text_config, "tie_word_embeddings", False))
+        self.reload_weights(weights_iterator=with_tied_head(stream, tied), is_checkpoint_format=True)
         for _ in stream:   # the sender broadcasts every bucket: receive any the loader left
             pass
         group.synchronize()

@@ -13,7 +13,10 @@ own path (buckets → `actors.engine.load_weight_tensors`), correctly or broken 
 - not synced:     the engine keeps the old weights (the upper end of what any bug can do);
 - stale prefix:   every tensor, prefix cache NOT reset (KV of the probe prompt left from
                   the old weights);
-- stale tensor:   every tensor but one (a middle layer's MLP down_proj sent old), cache reset.
+- stale tensor:   every tensor but one (a middle layer's MLP down_proj sent old), cache reset;
+- head not named: every tensor, cache reset, but without naming the tied output head
+                  (`lm_head.weight`): the sync as it was before; on CPU vLLM then keeps the
+                  head's pre-packed copy of the OLD embedding (see docs/weight-sync.md).
 
 Each reading is the probe of the product (`sync/max_logprob_diff`): engine samples
 PROBE_NEW_TOKENS tokens at T=1 from the probe prompt (through the prefix cache), the learner
@@ -51,7 +54,7 @@ SMOLLM2_DIR = REPO_ROOT / ".cache" / "smollm2-135m-instruct"
 # 1e-4 is a large step, for contrast.
 UPDATES = [("none", 0.0, 0), ("lr 1e-6 x4", 1e-6, 4), ("lr 1e-5 x4", 1e-5, 4), ("lr 1e-4 x4", 1e-4, 4)]
 STALE_TENSOR = "model.layers.15.mlp.down_proj.weight"
-SCENARIOS = ("correct", "not synced", "stale prefix", "stale tensor")
+SCENARIOS = ("correct", "not synced", "stale prefix", "stale tensor", "head not named")
 UPDATE_TEXTS = [
     "<|im_start|>user\nName a fruit.<|im_end|>\n<|im_start|>assistant\nA pear is a sweet fruit.<|im_end|>\n",
     "<|im_start|>user\nSay hello.<|im_end|>\n<|im_start|>assistant\nHello! How can I help you today?<|im_end|>\n",
@@ -80,13 +83,20 @@ def updated_weights(model_dir: Path, lr: float, steps: int, seed: int = 0) -> di
 
 
 def send(llm, weights: dict[str, torch.Tensor], dtype: torch.dtype, reset_prefix_cache: bool = True,
-         stale: dict[str, torch.Tensor] | None = None) -> None:
-    """Weights → buckets → live engine, as the object-store sync does (without Ray)."""
+         stale: dict[str, torch.Tensor] | None = None, tied_head: bool = True) -> None:
+    """Weights → buckets → live engine, as the object-store sync does (without Ray).
+
+    `tied_head=False` loads them as the sync did before the tied head was named explicitly
+    (straight into vLLM's `reload_weights`, no `lm_head.weight`)."""
     from actors.engine import load_weight_tensors
 
     named = [(n, (stale or {}).get(n, t).to(dtype)) for n, t in weights.items()]
     tensors = [nt for b in pack_state_dict(named, 64 * 2**20) for nt in unpack_bucket(b)]
-    load_weight_tensors(llm, tensors, reset_prefix_cache)
+    if tied_head:
+        load_weight_tensors(llm, tensors, reset_prefix_cache)
+        return
+    llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(tensors), "is_checkpoint_format": True})
+    llm.reset_prefix_cache()
 
 
 def set_learner(model, weights: dict[str, torch.Tensor]) -> None:
@@ -138,6 +148,8 @@ def measure_dtype(dtype_name: str, weights: dict[str, dict[str, torch.Tensor]], 
         read["correct"] = probe_readings(llm, model, prompt, seeds)
         send(llm, w1, dtype, stale={STALE_TENSOR: w0[STALE_TENSOR]})
         read["stale tensor"] = probe_readings(llm, model, prompt, seeds)
+        send(llm, w1, dtype, tied_head=False)
+        read["head not named"] = probe_readings(llm, model, prompt, seeds)
         moved = max(float((w1[n].to(dtype).float() - w0[n].to(dtype).float()).abs().max()) for n in w0)
         bf_changed = float(np.mean([float((w1[n].to(dtype) != w0[n].to(dtype)).float().mean()) for n in w0]))
         rows.append({"dtype": dtype_name, "update": label, "max_weight_change": moved,

@@ -8,6 +8,7 @@ numpy buffers that receivers read zero-copy from the object store.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,11 +93,17 @@ def unpack_bucket(bucket: WeightBucket) -> list[tuple[str, torch.Tensor]]:
 INPUT_EMBEDDING_NAMES = ("model.embed_tokens.weight", "transformer.wte.weight", "model.decoder.embed_tokens.weight")
 
 
-def with_tied_head(named: list[tuple[str, torch.Tensor]], tie_word_embeddings: bool) -> list[tuple[str, torch.Tensor]]:
-    """`named` plus ("lm_head.weight", the input embedding) when the model ties them and the
-    head is missing (HF's `named_parameters` lists a tied parameter once, under the
-    embedding's name). The same tensor object, not a copy."""
-    if not tie_word_embeddings or any(n == "lm_head.weight" for n, _ in named):
-        return list(named)
-    embed = [t for n, t in named if n in INPUT_EMBEDDING_NAMES]
-    return list(named) + [("lm_head.weight", embed[0])] if len(embed) == 1 else list(named)
+def with_tied_head(named: Iterable[tuple[str, torch.Tensor]], tie_word_embeddings: bool) -> Iterator[tuple[str, torch.Tensor]]:
+    """`named` (a list or a lazy stream), with ("lm_head.weight", the input embedding) right
+    after the embedding when the model ties them.
+
+    HF's `named_parameters` lists a tied parameter once, under the embedding's name, so the
+    learner never sends the head. vLLM must still be given it: on CPU its head keeps a
+    pre-packed copy of the matrix, refreshed only when the head itself is loaded (see
+    docs/weight-sync.md). The same tensor object is yielded again, not a copy. A stream that
+    names `lm_head.weight` itself should not be passed with `tie_word_embeddings=True`.
+    """
+    for name, tensor in named:
+        yield name, tensor
+        if tie_word_embeddings and name in INPUT_EMBEDDING_NAMES:
+            yield "lm_head.weight", tensor

@@ -123,10 +123,10 @@ def test_tied_head_named_from_the_embedding():
 
     emb, norm = torch.randn(6, 4), torch.ones(4)
     named = [("model.embed_tokens.weight", emb), ("model.norm.weight", norm)]
-    out = with_tied_head(named, tie_word_embeddings=True)
-    assert [n for n, _ in out] == ["model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"]
-    assert out[-1][1] is emb  # the same tensor, not a copy: nothing more is sent
-    assert with_tied_head(named, tie_word_embeddings=False) == named
-    head = [*named, ("lm_head.weight", torch.zeros(6, 4))]
-    assert with_tied_head(head, tie_word_embeddings=True) == head  # a head already sent is kept
-    assert with_tied_head([("model.norm.weight", norm)], True) == [("model.norm.weight", norm)]  # no known embedding
+    out = list(with_tied_head(named, tie_word_embeddings=True))
+    assert [n for n, _ in out] == ["model.embed_tokens.weight", "lm_head.weight", "model.norm.weight"]
+    assert out[1][1] is emb  # the same tensor, not a copy: nothing more is sent
+    assert list(with_tied_head(named, tie_word_embeddings=False)) == named
+    assert list(with_tied_head([("model.norm.weight", norm)], True)) == [("model.norm.weight", norm)]
+    stream = with_tied_head(iter(named), True)  # lazy: a receiver's stream is consumed as it arrives
+    assert next(stream)[0] == "model.embed_tokens.weight" and next(stream)[0] == "lm_head.weight"
