@@ -171,8 +171,10 @@ def label_run(cfg: RunConfig, progress: bool = True, verbose: bool = False) -> d
 
     start = time.perf_counter()
     out = Path(cfg.label.output_dir)
+    logs = RunLogs.under(out, verbose)
     check_model_ref("model.labeler", cfg.model.labeler)
-    pairs = load_pairs(cfg.label)
+    with logs.quiet_loading():
+        pairs = load_pairs(cfg.label)
     check_labeler_context(cfg, pairs)
     prepare_output(out, _manifest(cfg, pairs))
     bounds = shard_bounds(len(pairs), cfg.label.shard_size)
@@ -180,7 +182,6 @@ def label_run(cfg: RunConfig, progress: bool = True, verbose: bool = False) -> d
     done_pairs = len(pairs) - sum(bounds[k][1] - bounds[k][0] for k in todo)
     label_s = 0.0
     if todo:
-        logs = RunLogs.under(out, verbose)
         with ray_session(cfg.ray, logs):
             n_actors, started = min(cfg.labeler.num_actors, len(todo)), time.perf_counter()
             logs.say(f"starting {describe_roles([('labeler', n_actors)])}")

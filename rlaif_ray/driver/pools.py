@@ -8,6 +8,7 @@ lands in its predecessor's bundle.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Callable
 
 import ray
@@ -16,6 +17,7 @@ from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from rlaif_ray.config import Resources
+from rlaif_ray.driver.logs import STREAM, RunLogs, with_output_to
 from rlaif_ray.run_dir import ActorFailed
 
 log = logging.getLogger("rlaif_ray")
@@ -32,12 +34,14 @@ def get_with_timeout(refs, timeout_s: float, actor: str, what: str):
 
 
 class ActorPool:
-    """N actors of one role, one placement-group bundle each."""
+    """N actors of one role, one placement-group bundle each; actor i writes its output to
+    `logs.actor_file("<role>-<i>")` (nothing redirected with `STREAM`)."""
 
     def __init__(self, role: str, cls: type, resources: Resources, count: int,
-                 make_args: Callable[[int], tuple], env_vars: dict[str, str], ready_timeout_s: float):
+                 make_args: Callable[[int], tuple], env_vars: dict[str, str], ready_timeout_s: float,
+                 logs: RunLogs = STREAM):
         self.role, self.cls, self.resources = role, cls, resources
-        self.make_args, self.env_vars = make_args, env_vars
+        self.make_args, self.env_vars, self.logs = make_args, env_vars, logs
         bundle = resources.as_bundle() or {"CPU": 0.01}
         self.pg = placement_group([dict(bundle) for _ in range(count)], strategy="PACK")
         try:
@@ -57,7 +61,9 @@ class ActorPool:
             num_cpus=r.num_cpus, num_gpus=r.num_gpus, resources=dict(r.custom) or None,
             scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=i),
             runtime_env={"env_vars": dict(self.env_vars)}, max_restarts=0, max_task_retries=0)
-        return ray.remote(self.cls).options(**opts).remote(*self.make_args(i))
+        log_file = self.logs.actor_file(f"{self.role}-{i}")
+        cls = with_output_to(self.cls, log_file) if log_file else self.cls
+        return ray.remote(cls).options(**opts).remote(*self.make_args(i))
 
     def wait_ready(self, timeout_s: float) -> None:
         for i, a in enumerate(self.actors):
@@ -70,7 +76,9 @@ class ActorPool:
         except Exception:  # already gone
             pass
         self.restarts += 1
-        log.warning("replacing %s-%d (restart %d)", self.role, i, self.restarts)
+        log_file = self.logs.actor_file(f"{self.role}-{i}")
+        log.warning("replacing %s-%d (restart %d)%s", self.role, i, self.restarts,
+                    f"; its output so far: {log_file}" if log_file else "")
         self.actors[i] = self._spawn(i)
         get_with_timeout(self.actors[i].ping.remote(), timeout_s, f"{self.role}-{i}", "start-up")
         return self.actors[i]
@@ -85,3 +93,40 @@ class ActorPool:
             remove_placement_group(self.pg)
         except Exception:
             pass
+
+
+def describe_roles(counts: list[tuple[str, int]]) -> str:
+    """"rollout ×2, labeler ×1" from [(role, actors)]."""
+    return ", ".join(f"{role} ×{n}" for role, n in counts)
+
+
+def wait_all_ready(pools: list[ActorPool], timeout_s: float, logs: RunLogs, started_at: float,
+                   also: dict[str, list] | None = None) -> dict[str, float]:
+    """Wait until every actor of every pool answers (and the refs in `also[role]`, e.g. the
+    learners' DeepSpeed set-up, are done), within one start-up deadline; then say on the
+    terminal how long each role took from `started_at`. Returns {role: seconds}.
+
+    The pools build concurrently, so each role's time is when its last actor came up.
+    """
+    pending: dict = {}  # ObjectRef -> (role, actor name for errors)
+    for pool in pools:
+        for i, a in enumerate(pool.actors):
+            pending[a.ping.remote()] = (pool.role, f"{pool.role}-{i}")
+    for role, refs in (also or {}).items():
+        pending.update({r: (role, role) for r in refs})
+    ready_s: dict[str, float] = {}
+    deadline = time.monotonic() + timeout_s
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
+        if not done:
+            slow = sorted({name for _, name in pending.values()})
+            raise ActorFailed(", ".join(slow), f"start-up took longer than {timeout_s:.0f} s (run.startup_timeout_s)")
+        role, name = pending.pop(done[0])
+        try:
+            ray.get(done[0])
+        except RayActorError as e:
+            raise ActorFailed(name, "died during start-up", e) from None
+        ready_s[role] = time.perf_counter() - started_at
+    logs.say("ready: " + ", ".join(f"{p.role}{f' ×{len(p.actors)}' if len(p.actors) > 1 else ''} "
+                                   f"({ready_s.get(p.role, 0.0):.1f} s)" for p in pools))
+    return ready_s

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from rlaif_ray.config import RunConfig
-from rlaif_ray.driver.pools import ActorPool, get_with_timeout
+from rlaif_ray.driver.logs import STREAM, RunLogs
+from rlaif_ray.driver.pools import ActorPool, describe_roles, get_with_timeout, wait_all_ready
 from rlaif_ray.driver.runtime import actor_env
 
 
@@ -26,39 +28,46 @@ class Roles:
             pool.shutdown()
 
 
-def start_roles(cfg: RunConfig, reference: bool = True) -> Roles:
+def start_roles(cfg: RunConfig, reference: bool = True, logs: RunLogs = STREAM) -> Roles:
     """Create all pools at once (engines build concurrently), then wait until all answer.
 
-    `reference=False` skips the frozen reference copy (a run without a KL term).
+    `reference=False` skips the frozen reference copy (a run without a KL term). Says on the
+    terminal which roles are starting, then when each is ready; each actor's output goes to
+    its file under `logs`.
     """
     from actors.labeler import LabelerActor
     from actors.learner import LearnerWorker
     from actors.reference import ReferenceActor
+    from actors.reward_model import RewardModelActor
     from actors.rollout import RolloutActor
 
     env = actor_env(cfg.ray)
     timeout = cfg.run.startup_timeout_s
     w = cfg.learner.num_workers
-    learners = ActorPool("learner", LearnerWorker, cfg.learner.resources, w, lambda r: (cfg, r, w), env, timeout)
+    scorer_sources = [(k, s) for k, s in enumerate(cfg.reward.sources) if s.kind in ("reward_model", "classifier")]
+    counts = [("rollout", cfg.rollout.num_actors)]  # in the order of Roles.all()
+    counts += [("labeler", cfg.labeler.num_actors)] if cfg.uses_labeler else []
+    counts += [("reference", 1)] if reference else []
+    counts += [("learner", w)] + [(s.label, s.num_actors) for _, s in scorer_sources]
+    started = time.perf_counter()
+    logs.say(f"starting {describe_roles(counts)}")
+    learners = ActorPool("learner", LearnerWorker, cfg.learner.resources, w, lambda r: (cfg, r, w), env, timeout, logs)
     # The rendezvous address is rank 0's node, wherever Ray placed it.
     addr, port = get_with_timeout(learners.actors[0].rendezvous_address.remote(), timeout, "learner-0", "start-up")
     setups = [a.setup.remote(addr, port) for a in learners.actors]
     rollout = ActorPool("rollout", RolloutActor, cfg.rollout.resources, cfg.rollout.num_actors,
-                        lambda r: (cfg, r), env, timeout)
+                        lambda r: (cfg, r), env, timeout, logs)
     labeler = None
     if cfg.uses_labeler:
         labeler = ActorPool("labeler", LabelerActor, cfg.labeler.resources, cfg.labeler.num_actors,
-                            lambda r: (cfg, r), env, timeout)
+                            lambda r: (cfg, r), env, timeout, logs)
     ref_pool = None
     if reference:
-        ref_pool = ActorPool("reference", ReferenceActor, cfg.reference.resources, 1, lambda r: (cfg,), env, timeout)
-    from actors.reward_model import RewardModelActor
-
+        ref_pool = ActorPool("reference", ReferenceActor, cfg.reference.resources, 1, lambda r: (cfg,), env, timeout, logs)
     scorers = {s.label: ActorPool(s.label, RewardModelActor, s.resources, s.num_actors,
-                                  lambda r, k=k: (cfg, k, r), env, timeout)
-               for k, s in enumerate(cfg.reward.sources) if s.kind in ("reward_model", "classifier")}
+                                  lambda r, k=k: (cfg, k, r), env, timeout, logs)
+               for k, s in scorer_sources}
     roles = Roles(rollout, labeler, ref_pool, learners, scorers)
-    for pool in roles.all():
-        pool.wait_ready(timeout)
-    get_with_timeout(setups, timeout, "learner", "DeepSpeed set-up")
+    # Learners count as ready once their DeepSpeed set-up is done.
+    wait_all_ready(roles.all(), timeout, logs, started, also={"learner": setups})
     return roles
