@@ -19,6 +19,7 @@ def test_dpo_job(ray_local, tiny_models, repo_root, tmp_path):
 
     from rlaif_ray.driver.preference import load_preference_config, train_preference_model
     from rlaif_ray.preference_train import encode_dpo, make_pairs, read_pair_rows, sequence_logprobs, split_eval
+    from rlaif_ray.prompts import formatter_for
     from rlaif_ray.run_dir import read_metrics
 
     data = write_labeled_toy_pairs(tmp_path / "labels", 96, seed=0)
@@ -46,8 +47,9 @@ def test_dpo_job(ray_local, tiny_models, repo_root, tmp_path):
     tok = AutoTokenizer.from_pretrained(out)
     pairs, _ = make_pairs(read_pair_rows(str(data), "d"), "hard", "d")
     ev = pairs.select(split_eval(len(pairs), 0.2, seed=0)[1])
-    pa, ra, _ = encode_dpo(tok, ev.prompts, ev.responses_a, 128)
-    pb, rb, _ = encode_dpo(tok, ev.prompts, ev.responses_b, 128)
+    fmt = formatter_for(tok, cfg.data, str(out))  # the prompt format DPO trained with
+    pa, ra, _ = encode_dpo(fmt, ev.prompts, ev.responses_a, 128)
+    pb, rb, _ = encode_dpo(fmt, ev.prompts, ev.responses_b, 128)
     with torch.no_grad():
         h = ((sequence_logprobs(policy, pa, ra) - sequence_logprobs(reference, pa, ra))
              - (sequence_logprobs(policy, pb, rb) - sequence_logprobs(reference, pb, rb))).numpy()
