@@ -56,7 +56,64 @@ def test_dataset_without_prompt_column(good_args, tmp_path):
     data = tmp_path / "q.jsonl"
     data.write_text(json.dumps({"question": "hi"}) + "\n")
     proc = run_cli("train", *good_args, "--set", f"data.source={data}", "--run-dir", str(tmp_path / "r"))
-    assert_clean_failure(proc, "data.prompt_column", "question")
+    assert_one_line(proc, "data.prompt_column", str(data), "question")
+    assert not (tmp_path / "r").exists()
+
+
+# --------------------------------------------------------------------------- bad prompt files
+
+
+def assert_one_line(proc, *needles: str) -> None:
+    """Exit 2 with a single `rlaif-ray: ...` line holding every needle (no traceback)."""
+    assert_clean_failure(proc, *needles)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rlaif-ray: "), proc.stderr
+
+
+def _lines(*rows) -> str:
+    return "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows)
+
+
+GOOD = [{"prompt": f"Tell me about the lake {i}."} for i in range(6)]
+
+# name -> (file name, bytes, what the message must say after the file's path)
+BAD_PROMPT_FILES = {
+    "malformed_line": ("p.jsonl", _lines(*GOOD[:3], '{"prompt": "a"', *GOOD[3:]).encode(),
+                       " line 4: malformed JSON"),
+    "empty_file": ("p.jsonl", b"", " is empty"),
+    "not_parquet": ("p.parquet", bytes(range(256)) * 4, ": not a readable Parquet file"),
+    "number_prompt": ("p.jsonl", _lines(*GOOD[:2], {"prompt": 42}, *GOOD[2:]).encode(),
+                      " line 3 (prompt): a prompt must be text or a list of {role, content} messages, got int"),
+    "dict_prompt": ("p.jsonl", _lines(*GOOD[:4], {"prompt": {"text": "hi"}}).encode(),
+                    " line 5 (prompt): a prompt must be text or a list of {role, content} messages, got dict"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_PROMPT_FILES))
+def test_train_bad_prompt_file_is_one_line(case, good_args, tmp_path):
+    """Refused before Ray starts, the file and line named, nothing written to the run dir."""
+    name, content, says = BAD_PROMPT_FILES[case]
+    data = tmp_path / name
+    data.write_bytes(content)
+    proc = run_cli("train", *good_args, "--set", f"data.source={data}", "--run-dir", str(tmp_path / "r"))
+    assert_one_line(proc, f"data.source: {data}{says}")
+    assert not (tmp_path / "r").exists()
+
+
+def test_eval_and_rejection_sampling_name_the_bad_line(tiny_models, tmp_path):
+    data = tmp_path / "p.jsonl"
+    data.write_text(_lines(*GOOD[:3], '{"prompt": "a"', *GOOD[3:]))
+    out = tmp_path / "out"
+    proc = run_cli("eval", "--config", str(REPO / "configs/eval-toy.yaml"), "--set", f"eval.policy_a={tiny_models['policy']}",
+                   "--set", f"model.policy={tiny_models['policy']}", "--set", f"model.labeler={tiny_models['labeler']}",
+                   "--set", f"eval.prompts={data}", "--set", "eval.run_dirs=[]", "--set", f"eval.output_dir={out}")
+    assert_one_line(proc, f"data.source: {data} line 4: malformed JSON")
+    assert not out.exists()
+    proc = run_cli("rejection-sampling", "--config", str(REPO / "configs/rejection-sampling-toy.yaml"),
+                   "--set", f"model.policy={tiny_models['policy']}", "--set", f"model.labeler={tiny_models['labeler']}",
+                   "--set", f"data.source={data}", "--set", f"rejection_sampling.output_dir={out}")
+    assert_one_line(proc, f"data.source: {data} line 4: malformed JSON")
+    assert not out.exists()
 
 
 def test_all_prompts_too_long_are_dropped(good_args, tmp_path):

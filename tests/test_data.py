@@ -81,6 +81,31 @@ def test_source_without_prompts(tmp_path):
         load_prompts(str(src), "prompt")
 
 
+@pytest.mark.parametrize("name, content, says", [
+    ("p.jsonl", b'{"prompt": "a"}\n{"prompt": "b"\n{"prompt": "c"}\n', r"p.jsonl line 2: malformed JSON \(Expecting"),
+    ("p.jsonl", b"", r"p.jsonl is empty"),
+    ("p.jsonl", b"\n  \n", r"p.jsonl is empty"),
+    ("p.jsonl", b'{"prompt": "a"}\n[1, 2]\n', r"p.jsonl line 2: expected a JSON object, got list"),
+    ("p.jsonl", b'{"prompt": "a"}\n{"prompt": "\xff"}\n', r"p.jsonl line 2: not UTF-8 text"),
+    ("p.json", b'[{"prompt": "a"},\n {"prompt": }]', r"p.json line 2: malformed JSON"),
+    ("p.json", b'[{"prompt": "a"}, "b"]', r"p.json record 1: expected a JSON object, got str"),
+    ("p.parquet", b"PAR1 but not really", r"p.parquet: not a readable Parquet file"),
+    ("p.parquet", b"", r"p.parquet is empty"),
+])
+def test_bad_file_is_one_error_naming_the_place(tmp_path, name, content, says):
+    src = tmp_path / name
+    src.write_bytes(content)
+    with pytest.raises(DataError, match=rf"^data.source: .*{says}"):
+        load_prompts(str(src), "prompt")
+
+
+def test_json_array_and_json_lines_in_a_json_file(tmp_path):
+    arr = tmp_path / "a.json"
+    arr.write_text(json.dumps([{"prompt": "x"}, {"prompt": "y"}]))
+    lines = _jsonl(tmp_path / "l.json", [{"prompt": "x"}, {"prompt": "y"}])
+    assert load_prompts(str(arr), "prompt") == load_prompts(str(lines), "prompt") == ["x", "y"]
+
+
 # --------------------------------------------------------------------------- stream
 
 
@@ -149,5 +174,6 @@ def test_chat_message_column(tmp_path):
 def test_bad_record_is_named(tmp_path):
     src = _jsonl(tmp_path / "chat.jsonl", [{"messages": [{"role": "user", "content": "hi"}]},
                                           {"messages": [{"role": "system", "content": "only"}]}])
-    with pytest.raises(DataError, match=r"chat.jsonl record 1 \(messages\): a chat prompt needs at least one user"):
+    # JSON Lines name the line (1-based), what an editor shows; Parquet and JSON arrays the record.
+    with pytest.raises(DataError, match=r"chat.jsonl line 2 \(messages\): a chat prompt needs at least one user"):
         load_prompts(str(src), "messages")

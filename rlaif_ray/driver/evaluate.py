@@ -85,11 +85,11 @@ def evaluate(cfg: RunConfig, overwrite: bool = False, progress: bool = True, ver
     from actors.generator import GeneratorActor
     from actors.labeler import LabelerActor
 
-    out.mkdir(parents=True, exist_ok=True)
     logs = RunLogs.under(out, verbose)
     with logs.quiet_loading():
         records, source = eval_prompt_texts(e.prompts, e.prompt_column, e.prompts_split, e.num_prompts, cfg.run.seed,
                                             record_to=out / "prompts.jsonl" if e.prompts is None else None)
+    out.mkdir(parents=True, exist_ok=True)  # after the prompts: bad prompts leave no output dir behind
     items = list(enumerate(records))  # the engines format each record like in training
     texts = [display_text(r) for r in records]  # what the judge and the report read
     bar = tqdm(total=4 + bool(e.harmless), desc="eval", disable=not progress, unit="stage", dynamic_ncols=True,
