@@ -47,13 +47,21 @@ def prepare_run_dir(run_dir: Path, cfg: RunConfig, resume: bool, overwrite: bool
 
 
 class MetricsWriter:
-    """Appends one JSON object per iteration to metrics.jsonl and mirrors scalars to TensorBoard."""
+    """Appends one JSON object per iteration to metrics.jsonl and mirrors scalars to TensorBoard.
 
-    def __init__(self, run_dir: Path, name: str):
+    `first_step`: the first iteration this process writes (a resumed run: the first one it
+    redoes). Event files can't be edited, so the steps an earlier process wrote past its
+    checkpoint stay on disk. Each process's event file opens with a session-start marker at
+    its first step (SummaryWriter's `purge_step`); TensorBoard takes every marker after the
+    first as a restart and hides the earlier events at or after its step, so each iteration
+    shows once. (metrics.jsonl is rewritten by `rewrite_metrics` instead.)
+    """
+
+    def __init__(self, run_dir: Path, name: str, first_step: int = 1):
         self.path = run_dir / "metrics.jsonl"
         from torch.utils.tensorboard import SummaryWriter
 
-        self.tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"), comment=name)
+        self.tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"), comment=name, purge_step=first_step)
 
     def write(self, row: dict) -> None:
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}

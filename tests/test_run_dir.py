@@ -105,6 +105,35 @@ def test_metrics_writer_appends_json_lines(tmp_path):
     assert [r["iteration"] for r in read_metrics(tmp_path)] == [0, 1, 2]
 
 
+def tensorboard_steps(run_dir) -> dict[str, list[tuple[int, float | None]]]:
+    """{tag: [(step, scalar or None)]} as TensorBoard's Python backend shows a run dir."""
+    from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
+    from tensorboard.util.tensor_util import make_ndarray
+
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    return {tag: [(e.step, float(make_ndarray(e.tensor_proto)) if tag != "samples/text_summary" else None)
+                  for e in events.Tensors(tag)] for tag in events.Tags()["tensors"]}
+
+
+def test_resumed_writer_hides_the_redone_steps_in_tensorboard(tmp_path):
+    sample = {"prompt": "p", "response": "r", "reward": 0.5, "kl": 0.1, "response_tokens": 1}
+    first = MetricsWriter(tmp_path, "t")  # wrote iterations 1..3, then died; its checkpoint is at 2
+    for i in (1, 2, 3):
+        first.write({"iteration": i, "reward/mean": float(i)})
+        first.write_samples(i, [sample])
+    first.close()
+    resumed = MetricsWriter(tmp_path, "t", first_step=3)  # redoes 3, then runs 4
+    for i in (3, 4):
+        resumed.write({"iteration": i, "reward/mean": 10.0 * i})
+        resumed.write_samples(i, [sample])
+    resumed.close()
+    assert len(list((tmp_path / "tensorboard").iterdir())) == 2  # one event file per process
+    steps = tensorboard_steps(tmp_path)
+    assert steps["reward/mean"] == [(1, 1.0), (2, 2.0), (3, 30.0), (4, 40.0)]  # step 3 once: the redone value
+    assert [s for s, _ in steps["samples/text_summary"]] == [1, 2, 3, 4]
+
+
 def test_read_metrics_without_a_file_and_with_blank_lines(tmp_path):
     assert read_metrics(tmp_path) == []
     (tmp_path / "metrics.jsonl").write_text('{"iteration": 0}\n\n{"iteration": 1}\n')

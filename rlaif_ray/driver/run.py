@@ -22,7 +22,7 @@ from rlaif_ray.driver.train import RunState, run_iteration
 from rlaif_ray.modeling import load_tokenizer
 from rlaif_ray.preflight import check_models
 from rlaif_ray.probe import probe_prompt
-from rlaif_ray.run_dir import MetricsWriter, RunStopped, prepare_run_dir
+from rlaif_ray.run_dir import MetricsWriter, RunStopped, prepare_run_dir, read_metrics
 
 log = logging.getLogger("rlaif_ray")
 
@@ -40,8 +40,7 @@ def train_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, overwri
     with logs.quiet_loading():
         stream = prompt_stream(cfg.data, tokenizer, cfg.model.policy, cfg.run.seed)
     prepare_run_dir(run_dir, cfg, resume, overwrite)
-    writer = MetricsWriter(run_dir, cfg.run.name)
-    rows: list[dict] = []
+    writer = None
     with ray_session(cfg.ray, logs):
         roles = start_roles(cfg, logs=logs)
         try:
@@ -50,13 +49,14 @@ def train_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, overwri
             if resume:
                 restored = restore(run, run_dir)
                 log.warning("resumed from %s at iteration %d", restored, run.iteration)
+            # After restore: a resumed run's TensorBoard hides the steps it is about to redo.
+            writer = MetricsWriter(run_dir, cfg.run.name, first_step=run.iteration + 1)
             bar = tqdm(total=cfg.run.iterations, initial=run.iteration, desc=cfg.run.name, disable=not progress,
                        unit="iter", dynamic_ncols=True, file=logs.terminal)
             while run.iteration < cfg.run.iterations:
                 row = _iteration_or_stop(run, run_dir)
                 writer.write(row)
                 writer.write_samples(run.iteration, run.samples)
-                rows.append(row)
                 if should_checkpoint(run):
                     save_checkpoint(run, run_dir)
                 bar.update(1)
@@ -64,9 +64,11 @@ def train_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, overwri
                                 s=f"{row['timing/iteration']:.1f}")
             bar.close()
         finally:
-            writer.close()
+            if writer is not None:
+                writer.close()
             roles.shutdown()
-    summary = summarize(rows)
+    # Over the whole run: a resumed run's metrics.jsonl holds iterations 1..N once each.
+    summary = summarize(read_metrics(run_dir))
     (run_dir / "summary.json").write_text(__import__("json").dumps(summary, indent=2))
     return summary
 
@@ -85,7 +87,8 @@ def _iteration_or_stop(run: RunState, run_dir: Path) -> dict:
 
 
 def summarize(rows: list[dict], window: int = 3) -> dict:
-    """First vs last `window` iterations' mean reward with standard errors."""
+    """First vs last `window` iterations' mean reward with standard errors. `rows` as in
+    metrics.jsonl, where a non-finite value is null (read here as NaN)."""
     if not rows:
         return {}
     def mean_se(rs):
@@ -94,5 +97,5 @@ def summarize(rows: list[dict], window: int = 3) -> dict:
     first, last = rows[:window], rows[-window:]
     (m0, s0), (m1, s1) = mean_se(first), mean_se(last)
     return {"iterations": len(rows), "reward_first": m0, "reward_first_se": s0, "reward_last": m1,
-            "reward_last_se": s1, "kl_last": rows[-1]["kl/mean"],
+            "reward_last_se": s1, "kl_last": float(np.array(rows[-1]["kl/mean"], dtype=float)),
             "seconds_per_iteration": float(np.mean([r["timing/iteration"] for r in rows[1:] or rows]))}

@@ -1,12 +1,15 @@
-"""Exact resume: 4 iterations straight vs 2 + resume + 2 see the same prompts in the same
-order, continue the numbering, and reach the same numbers."""
+"""Exact resume: 4 iterations straight vs 3 + resume from the checkpoint at 2 + 2 see the
+same prompts in the same order, continue the numbering, reach the same numbers, and describe
+iterations 1..4 once each (summary.json, TensorBoard)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
+from rlaif_ray.checkpoint import latest_checkpoint
 from rlaif_ray.driver.run import train_run
 from rlaif_ray.run_dir import read_metrics
 
@@ -20,7 +23,10 @@ def test_resume_continues_exactly(ray_local, make_config, tmp_path):
     common = ("data.prompts_per_iteration=4", "ppo.minibatch_size=16", "run.checkpoint_every=2")
     train_run(make_config("run.iterations=4", *common), tmp_path / "straight", progress=False)
     split = tmp_path / "split"
-    train_run(make_config("run.iterations=2", *common), split, progress=False)
+    train_run(make_config("run.iterations=3", *common), split, progress=False)
+    # As if the process died after logging iteration 3 but before its checkpoint: the resumed
+    # run redoes 3 from the checkpoint at 2.
+    shutil.rmtree(latest_checkpoint(split))
     train_run(make_config("run.iterations=4", *common), split, resume=True, progress=False)
 
     a, b = read_metrics(tmp_path / "straight"), read_metrics(split)
@@ -37,3 +43,24 @@ def test_resume_continues_exactly(ray_local, make_config, tmp_path):
         for key in ("reward/mean", "kl/mean", "loss/policy", "response_length/mean"):
             print(ra["iteration"], key, ra[key], rb[key])
             assert abs(ra[key] - rb[key]) <= 1e-4, (ra["iteration"], key, ra[key], rb[key])
+    # The whole run, not only the resumed part: summary.json and TensorBoard show 1..4 once each.
+    sum_a, sum_b = (json.loads((d / "summary.json").read_text()) for d in (tmp_path / "straight", split))
+    assert sum_a["iterations"] == sum_b["iterations"] == 4
+    for key in ("reward_first", "reward_last", "kl_last"):
+        assert abs(sum_a[key] - sum_b[key]) <= 1e-4, (key, sum_a[key], sum_b[key])
+    assert [r["iteration"] for r in map(json.loads, (split / "metrics.discarded.jsonl").read_text().splitlines())] == [3]
+    tb_a, tb_b = _tensorboard_scalars(tmp_path / "straight"), _tensorboard_scalars(split)
+    assert [s for s, _ in tb_b["reward/mean"]] == [1, 2, 3, 4]
+    for (sa_, va), (sb_, vb) in zip(tb_a["reward/mean"], tb_b["reward/mean"]):
+        assert sa_ == sb_ and abs(va - vb) <= 1e-4
+
+
+def _tensorboard_scalars(run_dir) -> dict[str, list[tuple[int, float]]]:
+    """{tag: [(step, value)]} as TensorBoard's Python backend shows the run's event files."""
+    from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
+    from tensorboard.util.tensor_util import make_ndarray
+
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    return {tag: [(e.step, float(make_ndarray(e.tensor_proto))) for e in events.Tensors(tag)]
+            for tag in events.Tags()["tensors"] if tag != "samples/text_summary"}
