@@ -148,6 +148,7 @@ def measure_dtype(dtype_name: str, weights: dict[str, dict[str, torch.Tensor]], 
         read["correct"] = probe_readings(llm, model, prompt, seeds)
         send(llm, w1, dtype, stale={STALE_TENSOR: w0[STALE_TENSOR]})
         read["stale tensor"] = probe_readings(llm, model, prompt, seeds)
+        send(llm, w0, dtype)  # back to the old weights, head included, then the old path
         send(llm, w1, dtype, tied_head=False)
         read["head not named"] = probe_readings(llm, model, prompt, seeds)
         moved = max(float((w1[n].to(dtype).float() - w0[n].to(dtype).float()).abs().max()) for n in w0)

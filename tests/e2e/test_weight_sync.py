@@ -3,6 +3,8 @@ learner's weights, and the probe catches a load that skipped the prefix-cache re
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import tracemalloc
 
 import numpy as np
@@ -17,6 +19,7 @@ from rlaif_ray.driver.train import RunState, probe, run_iteration
 from rlaif_ray.modeling import load_tokenizer
 from rlaif_ray.prompts import PromptFormatter
 from rlaif_ray.probe import probe_prompt
+from rlaif_ray.run_dir import RunStopped
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +47,7 @@ def test_engines_match_learner_after_update(run):
 
 
 @pytest.mark.slow
-def test_probe_catches_stale_prefix_cache(run):
+def test_probe_catches_stale_prefix_cache(run, caplog):
     run_iteration(run)
     probe(run)  # the probe prompt's KV is now in engine 0's prefix cache, for these weights
     # One more update, loaded WITHOUT resetting the prefix cache.
@@ -54,7 +57,12 @@ def test_probe_catches_stale_prefix_cache(run):
     buckets = ray.get([l.put_weight_buckets.remote(64) for l in run.roles.learners.actors])[0]
     engine0 = run.roles.rollout.actors[0]
     ray.get(engine0.load_weights.remote(buckets, run.policy_version, reset_prefix_cache=False))
-    stale = probe(run)["sync/max_logprob_diff"]
+    with caplog.at_level(logging.WARNING, logger="rlaif_ray"):
+        stale = probe(run)["sync/max_logprob_diff"]  # sync.probe_action: warn (the default)
+    assert any("rollout-0" in r.getMessage() and "probe" in r.getMessage() for r in caplog.records)
+    stop = run.cfg.model_copy(update={"sync": run.cfg.sync.model_copy(update={"probe_action": "stop"})})
+    with pytest.raises(RunStopped, match=r"rollout-0 and the learner differ by"):
+        probe(dataclasses.replace(run, cfg=stop))
     ray.get(engine0.load_weights.remote(buckets, run.policy_version, reset_prefix_cache=True))
     fresh = probe(run)["sync/max_logprob_diff"]
     print(f"probe diff with a stale prefix cache {stale:.2e}, after the reset {fresh:.2e}")
