@@ -3,9 +3,13 @@
 Every benchmark returns a `Result`; `write_result` turns it into `bench/results/<name>.json`
 (everything, machine and load included) and `bench/results/<name>.md` (one small table).
 
-Why the load average is recorded around every benchmark: these machines are shared, so an
-absolute time is an upper bound of what the code needs; ratios are measured side by side
-(alternating the two contenders within one run) so that load hits both alike.
+How figures are taken (docs/performance.md, "How figures are taken"):
+- the load average is read before and after every benchmark and judged (`judge_quiet`): a
+  result that started above QUIET_LOAD_START or whose load moved by more than QUIET_LOAD_MOVE
+  is marked "not quiet" in its .md and .json, and `rlaif-ray bench --strict` refuses to write it;
+- two contenders alternate round by round (A B A B …, `Rounds`), so a change of load hits
+  both, and each is reported as median and spread (min–max) with the ratio of the medians;
+- the machine (cores × CPU model, RAM) heads every result.
 """
 
 from __future__ import annotations
@@ -50,6 +54,34 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+# Why these bounds: issue 13 found the same benchmark giving 0.79× at load 9–10 and 2.03× at
+# load 0.8, so a figure is only trusted from a machine nobody else was using. On 2 cores a
+# 1-minute load above 1 means another process held about half the machine at the start; a move
+# of more than 0.5 means work came or went during the run. The benchmark's own processes also
+# raise the load (up to the cores they keep busy), so a long, CPU-bound benchmark can be
+# flagged with nobody else on the machine: the flag means "not shown quiet", not "disturbed".
+QUIET_LOAD_START = 1.0
+QUIET_LOAD_MOVE = 0.5
+
+
+@dataclass(frozen=True)
+class Quietness:
+    quiet: bool
+    reason: str  # why not quiet, one line; "" when quiet
+
+
+def judge_quiet(load_before: list[float], load_after: list[float], start_max: float = QUIET_LOAD_START,
+                move_max: float = QUIET_LOAD_MOVE) -> Quietness:
+    """Was the machine quiet? Judged on the 1-minute load average before and after."""
+    before, after = load_before[0], load_after[0]
+    why = []
+    if before > start_max:
+        why.append(f"load {before:.2f} at the start (> {start_max:g})")
+    if abs(after - before) > move_max:
+        why.append(f"load moved {before:.2f} → {after:.2f} (by more than {move_max:g})")
+    return Quietness(not why, "; ".join(why))
+
+
 # --------------------------------------------------------------------------- results
 
 
@@ -69,8 +101,10 @@ class Result:
 def write_result(result: Result, out_dir: Path, machine: dict, load_before: list[float],
                  load_after: list[float], seconds: float) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
+    quiet = judge_quiet(load_before, load_after)
     doc = {"name": result.name, "status": result.status, "quick": result.quick,
            "machine": machine, "load_before": load_before, "load_after": load_after,
+           "quiet": quiet.quiet, "not_quiet_reason": quiet.reason,
            "benchmark_seconds": round(seconds, 1), "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
            "settings": result.settings, "summary": result.summary, "rows": result.rows,
            "notes": result.notes, "extra": result.extra}
@@ -86,6 +120,10 @@ def markdown(result: Result, machine: dict, load_before: list[float], load_after
     lines = [title, "",
              f"{machine['nproc']} × {machine['cpu']}, {machine['ram_gib']} GiB; load average "
              f"{load_before[0]:.1f} before, {load_after[0]:.1f} after.", ""]
+    quiet = judge_quiet(load_before, load_after)
+    if not quiet.quiet:
+        lines += [f"**Warning: not quiet** ({quiet.reason}): other work shared the cores; "
+                  "absolute times are upper bounds and ratios may be off.", ""]
     if result.status != "ok":
         lines += [f"**{result.status}**: " + "; ".join(result.notes), ""]
         return "\n".join(lines)
@@ -129,6 +167,69 @@ def timed(fn: Callable[[], object]) -> tuple[float, object]:
     start = time.perf_counter()
     out = fn()
     return time.perf_counter() - start, out
+
+
+def alternation_order(first: str, second: str, rounds: int) -> list[str]:
+    """Who runs when: first, second, first, second, … for `rounds` rounds."""
+    return [first, second] * rounds
+
+
+def spread(values: list[float]) -> dict:
+    """Median and spread (min–max) of one contender's measured rounds."""
+    return {"median": median(values), "min": float(min(values)), "max": float(max(values)), "n": len(values)}
+
+
+def ratio_of_medians(a: list[float], b: list[float]) -> float:
+    """median(a) / median(b): the headline ratio of two contenders."""
+    return median(a) / median(b)
+
+
+class Rounds:
+    """Two contenders measured alternately, round by round (A B A B …).
+
+    Either `run` calls both (one value each per call), or an outside loop (e.g. a trainer's
+    callback) calls `record` in the same order; an out-of-turn `record` raises. The first
+    `warmup` rounds are recorded but left out of `stats`.
+    """
+
+    def __init__(self, first: str, second: str, rounds: int, warmup: int = 1):
+        self.names, self.rounds, self.warmup = (first, second), rounds, warmup
+        self.order = alternation_order(first, second, warmup + rounds)
+        self.values: dict[str, list[float]] = {first: [], second: []}
+        self.raw: dict[str, list] = {first: [], second: []}   # whatever each call returned besides its value
+
+    @property
+    def done(self) -> bool:
+        return sum(map(len, self.values.values())) == len(self.order)
+
+    def record(self, name: str, value: float, raw=None) -> None:
+        turn = self.order[sum(map(len, self.values.values()))] if not self.done else None
+        if name != turn:
+            raise RuntimeError(f"bench: {name} measured out of turn (expected {turn})")
+        self.values[name].append(float(value))
+        self.raw[name].append(raw)
+
+    def run(self, calls: dict[str, Callable[[], tuple[float, object]]], progress: str = "") -> "Rounds":
+        """Call each contender in turn; each call returns (value, raw)."""
+        for i, name in enumerate(self.order):
+            value, raw = calls[name]()
+            self.record(name, value, raw)
+            if progress and i % 2:
+                print(f"{progress}: round {i // 2 + 1 - self.warmup}/{self.rounds}"
+                      f"{' (warm-up)' if i // 2 < self.warmup else ''}: " +
+                      ", ".join(f"{n} {self.values[n][-1]:.3g}" for n in self.names), flush=True)
+        return self
+
+    def measured(self, name: str) -> list[float]:
+        return self.values[name][self.warmup:]
+
+    def stats(self, ratio: tuple[str, str] | None = None) -> dict:
+        """Per contender median/min/max/n over the measured rounds, and the ratio of the medians
+        `ratio` = (numerator, denominator), by default (first, second)."""
+        num, den = ratio or self.names
+        return {**{n: spread(self.measured(n)) for n in self.names},
+                "ratio": ratio_of_medians(self.measured(num), self.measured(den)), "ratio_of": f"{num} / {den}",
+                "order": f"alternating, {self.names[0]} first, {self.warmup} warm-up round(s) not counted"}
 
 
 # --------------------------------------------------------------------------- models and configs

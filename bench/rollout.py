@@ -5,8 +5,9 @@ top-k), same number of samples and new tokens. Ours: real `RolloutActor`s behind
 prompts split over the pool the way the driver splits them, timed from the driver until
 every actor's stats have arrived (the shards stay in the object store, as in training).
 Hugging Face: one `model.generate` over the whole batch (its best case: one big batch) in
-the benchmark process with all cores' threads. The two are measured alternately, so a
-change of load on the shared machine hits both.
+the benchmark process with all cores' threads. The two alternate round by round
+(`bench.common.Rounds`: ours, HF, ours, HF, …, one warm-up round first), so a change of load
+on the shared machine hits both; each is reported as median and min–max.
 
     tokens/s = generated tokens (up to and including eos) / wall seconds
     ratio    = ours tokens/s / HF tokens/s        (goal ≥ 1.5× on CPU)
@@ -18,10 +19,9 @@ import os
 import time
 
 import numpy as np
-from tqdm import tqdm
 
-from bench.common import (LLAMA_75M, Result, bench_config, bench_model, median, model_params, tiny_models,
-                          tokenized_prompts)
+from bench.common import (LLAMA_75M, Result, Rounds, bench_config, bench_model, median, model_params,
+                          tiny_models, tokenized_prompts)
 
 GOAL = 1.5
 
@@ -45,7 +45,7 @@ def run(quick: bool) -> Result:
                 "samples_per_prompt": group, "max_new_tokens": new_tokens, "temperature": 1.0,
                 "top_k": "off", "top_p": 1.0, "rollout_actors": n_actors, "repeats": repeats,
                 "hf_threads": os.cpu_count(), "dtype": "float32"}
-    ours_s, ours_tok, hf_s, hf_tok = [], [], [], []
+    rounds = Rounds("ours", "hf", repeats, warmup=1)  # value: tokens/s; raw: (seconds, tokens)
     with ray_session(cfg.ray):
         timeout = cfg.run.startup_timeout_s
         pool = ActorPool("rollout", RolloutActor, cfg.rollout.resources, n_actors, lambda r: (cfg, r),
@@ -57,38 +57,38 @@ def run(quick: bool) -> Result:
             chunks = [list(c) for c in np.array_split(np.arange(n_prompts), n_actors)]
             items = [[(prompts[i].index, prompts[i].token_ids, prompts[i].text) for i in c] for c in chunks]
 
-            def ours() -> tuple[float, int]:
+            def ours() -> tuple[float, tuple[float, int]]:
                 start = time.perf_counter()
                 calls = [a.generate.remote(it, 0) for a, it in zip(pool.actors, items)]
                 stats = get_with_timeout([s for _, s in calls], cfg.run.call_timeout_s, "rollout", "generate")
-                return time.perf_counter() - start, sum(s["tokens"] for s in stats)
+                seconds, tokens = time.perf_counter() - start, sum(s["tokens"] for s in stats)
+                return tokens / seconds, (seconds, tokens)
 
-            def hf_generate() -> tuple[float, int]:
+            def hf_generate() -> tuple[float, tuple[float, int]]:
                 start = time.perf_counter()
-                tokens = hf_sample(hf, [p.token_ids for p in prompts], group, new_tokens, seed=len(hf_s))
-                return time.perf_counter() - start, tokens
+                tokens = hf_sample(hf, [p.token_ids for p in prompts], group, new_tokens, seed=len(rounds.values["hf"]))
+                seconds = time.perf_counter() - start
+                return tokens / seconds, (seconds, tokens)
 
-            ours(), hf_generate()  # warm-up: first-call allocations, lazy inits
-            for _ in tqdm(range(repeats), desc="rollout: ours vs HF", unit="round"):
-                s, t = ours()
-                ours_s.append(s); ours_tok.append(t)
-                s, t = hf_generate()
-                hf_s.append(s); hf_tok.append(t)
+            # The warm-up round (first-call allocations, lazy inits) is recorded, not counted.
+            rounds.run({"ours": ours, "hf": hf_generate}, progress="rollout: ours vs HF tokens/s")
         finally:
             pool.shutdown()
-    ours_tps = [t / s for t, s in zip(ours_tok, ours_s)]
-    hf_tps = [t / s for t, s in zip(hf_tok, hf_s)]
-    ratio = median(ours_tps) / median(hf_tps)
-    rows = [{"system": f"rlaif-ray rollout pool ({n_actors} × vLLM actor)", "seconds": median(ours_s),
-             "tokens": int(median(ours_tok)), "tokens_per_s": median(ours_tps)},
-            {"system": "HF transformers generate (1 process)", "seconds": median(hf_s),
-             "tokens": int(median(hf_tok)), "tokens_per_s": median(hf_tps)}]
+    st = rounds.stats()
+    ratio = st["ratio"]
+    raw = {n: rounds.raw[n][rounds.warmup:] for n in rounds.names}
+    rows = [{"system": system, "seconds": median([s for s, _ in raw[n]]), "tokens": int(median([t for _, t in raw[n]])),
+             "tokens_per_s": st[n]["median"], "min": st[n]["min"], "max": st[n]["max"]}
+            for n, system in (("ours", f"rlaif-ray rollout pool ({n_actors} × vLLM actor)"),
+                              ("hf", "HF transformers generate (1 process)"))]
     return Result("rollout", quick, settings, rows,
                   [("system", "system"), ("seconds", "s / batch (median)"), ("tokens", "tokens"),
-                   ("tokens_per_s", "tokens/s")],
-                  summary={"ratio (ours / HF tokens/s)": ratio, "goal": f"≥ {GOAL}×",
-                           "goal met": bool(ratio >= GOAL)},
-                  extra={"ours_seconds": ours_s, "ours_tokens": ours_tok, "hf_seconds": hf_s, "hf_tokens": hf_tok})
+                   ("tokens_per_s", "tokens/s (median)"), ("min", "min"), ("max", "max")],
+                  summary={"ratio (ours / HF tokens/s, medians)": ratio, "rounds": f"{repeats}, alternating",
+                           "goal": f"≥ {GOAL}×", "goal met": bool(ratio >= GOAL)},
+                  extra={"rounds": st, "ours_seconds": [s for s, _ in raw["ours"]],
+                         "ours_tokens": [t for _, t in raw["ours"]], "hf_seconds": [s for s, _ in raw["hf"]],
+                         "hf_tokens": [t for _, t in raw["hf"]]})
 
 
 def hf_sample(model, prompt_ids: list[list[int]], group: int, max_new_tokens: int, seed: int) -> int:

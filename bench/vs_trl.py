@@ -12,11 +12,12 @@ of 16 sequences per batch of 32 (so both compute old logprobs for the ratio).
     TRL : the 2 trainer steps that consume one generation (HF generate, old + reference
           logprobs, 2 optimiser steps), timed with a TrainerCallback
 
-The two alternate: after each TRL round the callback runs one of our iterations (TRL's clock
-is stopped meanwhile), so load changes on the shared machine hit both. The first round of
-each is a warm-up and not counted.
+The two alternate (`bench.common.Rounds`: TRL, ours, TRL, ours, …): after each TRL round the
+callback runs one of our iterations (TRL's clock is stopped meanwhile), so load changes on
+the shared machine hit both. The first round of each is a warm-up and not counted; each side
+is reported as median and min–max.
 
-    ratio = ours s/iteration / TRL s/round       (goal ≤ 0.7×)
+    ratio = median ours s/iteration / median TRL s/round       (goal ≤ 0.7×)
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import os
 import tempfile
 import time
 
-from bench.common import LLAMA_75M, Result, bench_config, bench_model, median, model_params, tiny_models
+from bench.common import LLAMA_75M, Result, Rounds, bench_config, bench_model, median, model_params, tiny_models
 
 GOAL = 0.7
 INSTALL_HINT = "install the bench extra: pip install -e '.[bench]'"
@@ -53,12 +54,14 @@ def run(quick: bool) -> Result:
                        "kl.placement=loss", "kl.estimator=k3", "kl.controller=fixed", "ray.object_store_mib=1024",
                        policy=path)
     settings.update({"ours_rollout_actors": cfg.rollout.num_actors, "ours_learners": cfg.learner.num_workers})
-    ours_s, trl_s, trl_step_s, ours_rows = _measure(cfg, path, prompts, group, new_tokens, minibatch, rounds)
-    ours, trl = median(ours_s[1:]), median(trl_s[1:])
+    alt = Rounds("trl", "ours", rounds - 1, warmup=1)  # values: seconds; ours' raw: its stage timings
+    trl_step_s = _measure(cfg, path, prompts, group, new_tokens, minibatch, alt)
+    st = alt.stats(ratio=("ours", "trl"))
     rows = [{"system": f"rlaif-ray GRPO iteration ({cfg.rollout.num_actors} rollout actors, "
-                       f"{cfg.learner.num_workers} DeepSpeed learners, 1 reference)", "seconds": ours},
-            {"system": "TRL GRPOTrainer, 1 process (2 trainer steps = 1 generation round)", "seconds": trl}]
-    stages = {k: median([r[k] for r in ours_rows[1:]]) for k in ours_rows[0] if k.startswith("timing/")}
+                       f"{cfg.learner.num_workers} DeepSpeed learners, 1 reference)", **_cols(st["ours"])},
+            {"system": "TRL GRPOTrainer, 1 process (2 trainer steps = 1 generation round)", **_cols(st["trl"])}]
+    ours_rows = alt.raw["ours"][alt.warmup:]
+    stages = {k: median([r[k] for r in ours_rows if k in r]) for k in ours_rows[0]}
     notes = [
         "Differences that remain: ours also syncs weights to the rollout engines and runs the sync probe "
         "every iteration (TRL generates with the training model itself); TRL divides advantages by the "
@@ -67,15 +70,23 @@ def run(quick: bool) -> Result:
         "Ours splits the work over processes (rollout actors, reference, learners: one thread each under "
         "Ray); TRL runs in one process with torch using all cores' threads.",
     ]
-    return Result("trl", quick, settings, rows, [("system", "system"), ("seconds", "s / iteration (median)")],
-                  summary={"ratio (ours / TRL)": ours / trl, "goal": f"≤ {GOAL}×",
-                           "goal met": bool(ours / trl <= GOAL),
+    return Result("trl", quick, settings, rows, [("system", "system"), ("seconds", "s / iteration (median)"),
+                                                 ("min", "min"), ("max", "max")],
+                  summary={"ratio (ours / TRL, medians)": st["ratio"], "rounds": f"{rounds - 1}, alternating",
+                           "goal": f"≤ {GOAL}×", "goal met": bool(st["ratio"] <= GOAL),
                            "TRL s / trainer step (median)": median(trl_step_s[2:] or trl_step_s)},
-                  notes=notes, extra={"ours_seconds": ours_s, "trl_round_seconds": trl_s,
-                                      "trl_step_seconds": trl_step_s, "ours_stage_seconds": stages})
+                  notes=notes, extra={"rounds": st, "ours_seconds": alt.values["ours"],
+                                      "trl_round_seconds": alt.values["trl"], "trl_step_seconds": trl_step_s,
+                                      "ours_stage_seconds": stages})
 
 
-def _measure(cfg, path, prompts: int, group: int, new_tokens: int, minibatch: int, rounds: int):
+def _cols(s: dict) -> dict:
+    return {"seconds": s["median"], "min": s["min"], "max": s["max"]}
+
+
+def _measure(cfg, path, prompts: int, group: int, new_tokens: int, minibatch: int, alt: Rounds) -> list[float]:
+    """Run TRL for every round of `alt`, one of our iterations after each; fills `alt`, returns
+    TRL's per-trainer-step seconds."""
     import torch
     from datasets import Dataset
     from transformers import TrainerCallback
@@ -86,9 +97,10 @@ def _measure(cfg, path, prompts: int, group: int, new_tokens: int, minibatch: in
     from rlaif_ray.modeling import load_causal_lm, load_tokenizer
 
     tok = load_tokenizer(str(path))
+    rounds = alt.warmup + alt.rounds
     texts = [p.text for p in tokenized_prompts(cfg, prompts * rounds)]  # our stream's order
     steps_per_round = prompts * group // minibatch
-    ours_s, ours_rows, trl_s, trl_step_s = [], [], [], []
+    trl_step_s = []
 
     with live_run(cfg) as run:
         class Alternate(TrainerCallback):
@@ -105,12 +117,12 @@ def _measure(cfg, path, prompts: int, group: int, new_tokens: int, minibatch: in
                 trl_step_s.append(now - self.step_start)
                 if state.global_step % steps_per_round:
                     return
-                trl_s.append(now - self.round_start)
-                print(f"bench trl: round {len(trl_s)}/{rounds}: TRL {trl_s[-1]:.1f} s", flush=True)
+                alt.record("trl", now - self.round_start)
+                n = len(alt.values["trl"])
+                print(f"bench trl: round {n}/{rounds}: TRL {alt.values['trl'][-1]:.1f} s", flush=True)
                 row = run_iteration(run)
-                ours_s.append(row["timing/iteration"])
-                ours_rows.append({k: v for k, v in row.items() if k.startswith("timing/")})
-                print(f"bench trl: round {len(ours_s)}/{rounds}: ours {ours_s[-1]:.1f} s", flush=True)
+                alt.record("ours", row["timing/iteration"], {k: v for k, v in row.items() if k.startswith("timing/")})
+                print(f"bench trl: round {n}/{rounds}: ours {alt.values['ours'][-1]:.1f} s", flush=True)
                 self.round_start = time.perf_counter()
 
         def rule_score(prompts, completions, **kw):  # TRL's reward-function signature
@@ -134,4 +146,4 @@ def _measure(cfg, path, prompts: int, group: int, new_tokens: int, minibatch: in
                                   callbacks=[Alternate()])
             trainer.train()
 
-    return ours_s, trl_s, trl_step_s, ours_rows
+    return trl_step_s

@@ -7,7 +7,7 @@
     rlaif-ray submit --address URL --config FILE [--set ...] [--no-wait]
     rlaif-ray job status|logs|stop ID --address URL
     rlaif-ray cluster validate FILE [--run-config RUN.yaml]
-    rlaif-ray bench [all|rollout|sync|trl|scaling|overhead|memory] [--quick]
+    rlaif-ray bench [all|rollout|sync|trl|scaling|overhead|memory] [--quick] [--strict]
     rlaif-ray make-tiny-models DIR [--seed N] | make-toy-pairs OUT.jsonl --n N
     rlaif-ray make-smollm2 [DIR] [--force]
     rlaif-ray config schema | config validate FILE [--set ...]
@@ -253,6 +253,8 @@ def add_bench_command(sub) -> None:
                    help="Which benchmark (default: all, one after another).")
     p.add_argument("--quick", action="store_true", help="A seconds-long smoke run (tiny model, one repeat).")
     p.add_argument("--out", default=None, help="Results folder (default bench/results).")
+    p.add_argument("--strict", action="store_true", help="Write no result taken while the machine was not quiet "
+                   "(1-minute load above 1 at the start or moved by more than 0.5); exit 1 if any was refused.")
 
 
 def cmd_bench(args) -> int:
@@ -260,8 +262,9 @@ def cmd_bench(args) -> int:
 
     from bench.runner import RESULTS_DIR, expand, run_benchmarks
 
-    run_benchmarks(expand(args.name), args.quick, Path(args.out) if args.out else RESULTS_DIR)
-    return 0
+    _, refused = run_benchmarks(expand(args.name), args.quick, Path(args.out) if args.out else RESULTS_DIR,
+                                strict=args.strict)
+    return 1 if refused else 0  # bench/runner.py printed one line per refused result
 
 
 COMMANDS["bench"] = cmd_bench

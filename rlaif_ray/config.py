@@ -218,11 +218,20 @@ class SyncSection(_Strict):
     backend: Literal["object_store", "nccl"] = Field("object_store", description="How new weights reach the rollout engines.")
     bucket_mib: int = Field(64, ge=1, description="Bucket size of the gathered weights, MiB.")
     timeout_s: float = Field(120.0, gt=0, description="A sync past this raises, naming the actor.")
-    probe: bool = Field(True, description="Score a fixed sequence on engine 0 and the learner after each sync.")
+    probe: bool = Field(True, description="Score a fixed sequence on engine 0 and the learner after a sync (see probe_every).")
     probe_bound: float | None = Field(None, gt=0, description="Largest sync/max_logprob_diff a correct sync may read; "
                                       "null: a per-dtype default (float32 1e-3, bfloat16/float16 0.5; see docs/weight-sync.md).")
     probe_action: Literal["warn", "stop"] = Field("warn", description="When the probe reads above its bound: "
                                                   "warn (one log line naming the engine and the figure) or stop the run.")
+    # Default 1 (every sync): the evidence for skipping is thin. Measured share of the probe in an
+    # iteration: TRL comparison on a quiet 2-core machine 0.76 s of 15.9 s (4.8 %, issue 13); same
+    # benchmark at load 9-10 0.9 s of 19.7 s (4.6 %, docs/performance.md); default run 0.068 s of
+    # 1.50 s (4.5 %, ibid., overhead); SmolLM2-135M run 1.9-3.8 s of 69-137 s (~3 %,
+    # runs/smollm2-concise/metrics.jsonl, loaded machine). A saving of at most ~5 % is inside the
+    # ±20 % that the same benchmark moved between two runs, so no figure yet shows a larger k paying
+    # for the one-off broken syncs it would miss (a sync is repaired only by the next one).
+    probe_every: int = Field(1, ge=1, description="Probe every k-th sync; always on a run's (or resumed run's) "
+                             "first iteration and after a rollout actor was replaced; skipped rows lack sync/max_logprob_diff.")
 
     def probe_bound_for(self, dtype: str) -> float:
         """The bound in force for engines of `dtype`."""

@@ -49,3 +49,14 @@ def judge_probe(diff: float, bound: float, action: Literal["warn", "stop"], engi
         f"weight-sync probe: {engine} and the learner differ by {diff:.2e} in logprob on the probe prompt, "
         f"above the bound {bound:.1e} (sync.probe_bound): {engine} may not serve the learner's weights "
         f"(a stale prefix cache, a tensor not loaded); {then}"))
+
+
+def should_probe(iteration: int, first: bool, every: int, replaced: bool) -> bool:
+    """Whether the probe runs after the sync of `iteration` (1-based).
+
+    Always on this process's first iteration (a fresh or a resumed run: nothing checked
+    this process's engines yet) and when a rollout actor was replaced since the last probe
+    (its weights came by another path); otherwise on every `every`-th iteration (multiples
+    of `every`, so a resumed run keeps the same schedule).
+    """
+    return first or replaced or iteration % every == 0

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from rlaif_ray.config import PROBE_BOUNDS, SyncSection
-from rlaif_ray.probe import judge_probe
+from rlaif_ray.probe import judge_probe, should_probe
 from rlaif_ray.run_dir import RunStopped
 
 
@@ -102,3 +102,49 @@ def test_stage_quiet_within_bound(no_ray_get, caplog):
     with caplog.at_level(logging.WARNING, logger="rlaif_ray"):
         assert no_ray_get.probe(run)["sync/max_logprob_diff"] == pytest.approx(1e-6)
     assert not caplog.records
+
+
+# --------------------------------------------------------------------------- sync.probe_every
+
+
+@pytest.mark.parametrize("iteration, first, every, replaced, expected", [
+    (1, True, 4, False, True),     # a run's first iteration: always
+    (2, False, 4, False, False),
+    (3, False, 4, False, False),
+    (4, False, 4, False, True),    # 4 % 4 == 0
+    (5, False, 4, False, False),
+    (6, False, 4, True, True),     # a rollout actor was replaced since the last probe
+    (7, True, 4, False, True),     # first iteration of a run resumed at 6
+    (8, False, 4, False, True),    # the resumed run keeps the schedule: 8 % 4 == 0
+    (2, False, 1, False, True),    # every = 1: every sync, as before the option existed
+    (13, False, 1, False, True),
+])
+def test_should_probe_hand_cases(iteration, first, every, replaced, expected):
+    assert should_probe(iteration, first, every, replaced) is expected
+
+
+def test_probe_every_defaults_to_every_sync_and_is_validated():
+    assert SyncSection().probe_every == 1
+    with pytest.raises(ValueError):
+        SyncSection(probe_every=0)
+
+
+def test_skipped_iterations_have_no_reading(no_ray_get):
+    # every 3; start fresh, rollout-1 replaced during iteration 5.
+    run = _fake_run([-1.0], [-1.0], probe_every=3)
+    run.roles.rollout.restarts = 0
+    run.probed_restarts = None
+    probed = []
+    for it in range(7):
+        run.iteration = it
+        if it == 4:
+            run.roles.rollout.restarts = 1
+        if no_ray_get.probe_if_due(run):
+            probed.append(it + 1)
+    assert probed == [1, 3, 5, 6]   # first; 3; replacement at 5; 6; (7 skipped)
+
+
+def test_probe_off_never_probes(no_ray_get):
+    run = _fake_run([-1.0], [-1.0], probe=False)
+    run.roles.rollout.restarts, run.probed_restarts, run.iteration = 0, None, 0
+    assert no_ray_get.probe_if_due(run) == {}

@@ -32,7 +32,7 @@ from rlaif_ray.driver.pools import get_with_timeout
 from rlaif_ray.driver.roles import start_roles
 from rlaif_ray.driver.runtime import ray_session
 from rlaif_ray.driver.sync import make_weight_sync
-from rlaif_ray.driver.train import RunState, StageTimer, _await_or_redo, generate, probe, sync_weights, take_prompts
+from rlaif_ray.driver.train import RunState, StageTimer, _await_or_redo, generate, probe_if_due, sync_weights, take_prompts
 from rlaif_ray.evaluation import best_of_n, mean_se
 from rlaif_ray.modeling import load_tokenizer
 from rlaif_ray.preflight import check_models
@@ -125,7 +125,7 @@ def run_round(run: RunState) -> dict:
         with t("sync"):
             sync = sync_weights(run)
         with t("probe"):
-            probe_stats = probe(run) if run.cfg.sync.probe else {}
+            probe_stats = probe_if_due(run)
     run.iteration += 1
     finite = np.isfinite(rewards)
     row = {"iteration": run.iteration, "round": run.iteration, "policy_version": run.policy_version}

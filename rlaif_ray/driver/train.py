@@ -25,7 +25,7 @@ from rlaif_ray.driver.chaos import kill_after_call, stall_before_call
 from rlaif_ray.driver.pools import ActorFailed, ActorPool, get_with_timeout
 from rlaif_ray.driver.roles import Roles
 from rlaif_ray.driver.sync import WeightSync
-from rlaif_ray.probe import PROBE_NEW_TOKENS, judge_probe
+from rlaif_ray.probe import PROBE_NEW_TOKENS, judge_probe, should_probe
 from rlaif_ray.run_dir import RunStopped
 
 
@@ -46,6 +46,7 @@ class RunState:
     redone_prompts: int = 0
     fired_faults: set = field(default_factory=set)  # chaos faults already injected
     samples: list[dict] = field(default_factory=list)  # the last iteration's samples to show (samples.jsonl)
+    probed_restarts: int | None = None  # rollout restarts at this process's last probe; None: no probe yet
 
 
 class StageTimer:
@@ -76,7 +77,7 @@ def run_iteration(run: RunState) -> dict:
         with t("sync"):
             sync_stats = sync_weights(run)
         with t("probe"):
-            probe_stats = probe(run) if run.cfg.sync.probe else {}
+            probe_stats = probe_if_due(run)
     run.kl.update(exp_stats["kl/mean"], exp_stats["data/samples"])
     run.iteration += 1
     return metrics_row(run, t.seconds, scored["timings"], exp_stats, train_stats, sync_stats, probe_stats)
@@ -199,6 +200,18 @@ def sync_weights(run: RunState) -> dict:
     run.policy_version += 1
     return run.sync.push(run.roles.learners.actors, run.roles.rollout.actors, run.roles.rollout.names(),
                          run.policy_version)
+
+
+def probe_if_due(run: RunState) -> dict:
+    """The probe on the iterations `should_probe` picks (`sync.probe_every`); {} on the others,
+    so a skipped iteration's row has no `sync/max_logprob_diff`."""
+    restarts = run.roles.rollout.restarts
+    if not run.cfg.sync.probe or not should_probe(run.iteration + 1, run.probed_restarts is None,
+                                                  run.cfg.sync.probe_every, restarts != run.probed_restarts):
+        return {}
+    stats = probe(run)
+    run.probed_restarts = restarts
+    return stats
 
 
 def probe(run: RunState) -> dict:

@@ -29,7 +29,7 @@ def test_two_rounds_keep_the_best_and_export(ray_local, make_config, tiny_models
         assert (r["data/samples"], r["data/kept"], r["sft/steps"]) == (16, 4, 1)
         assert r["reward/kept_mean"] >= r["reward/mean"], r
         assert math.isfinite(r["sft/loss"]) and r["sft/loss"] > 0
-        assert r["sync/max_logprob_diff"] <= 1e-4, r
+        assert r.get("sync/max_logprob_diff", 0.0) <= 1e-4, r  # absent when sync.probe_every skips it
     assert summary["rounds"] == 2
 
     hf = out / "final" / "hf"

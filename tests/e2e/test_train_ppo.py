@@ -13,7 +13,7 @@ from rlaif_ray.driver.run import train_run
 from rlaif_ray.run_dir import read_metrics
 
 REQUIRED = ["iteration", "policy_version", "reward/mean", "reward/std", "kl/mean", "entropy",
-            "loss/policy", "loss/value", "clipfrac", "response_length/mean", "sync/max_logprob_diff",
+            "loss/policy", "loss/value", "clipfrac", "response_length/mean",
             "throughput/tokens_per_s", "timing/rollout", "timing/reward", "timing/reference",
             "timing/values", "timing/train", "timing/sync", "timing/iteration"]
 
@@ -29,7 +29,10 @@ def test_default_run_learns(ray_local, make_config, tmp_path):
     for row in rows:
         for key in REQUIRED:
             assert key in row and row[key] is not None and math.isfinite(row[key]), (row["iteration"], key)
-        assert row["sync/max_logprob_diff"] <= 1e-4, row
+        # The probe runs on iteration 1 always, then every sync.probe_every-th (1 here: every row).
+        assert row.get("sync/max_logprob_diff", 0.0) <= 1e-4, row
+    assert "sync/max_logprob_diff" in rows[0]
+    assert all("sync/max_logprob_diff" in r for r in rows) == (cfg.sync.probe_every == 1)
 
     def first_last(key):
         v = np.array([r[key] for r in rows])
