@@ -206,12 +206,18 @@ class KLSection(_Strict):
 
 # Default sync.probe_bound per engine dtype: between what the probe reads after a correct sync
 # and after a broken one. Measured by bench/probe_bounds.py on SmolLM2-135M-Instruct (CPU,
-# vLLM 0.32 vs transformers 5.19, see docs/weight-sync.md), weights moved by 4 AdamW steps:
-#   float32  correct FP32_CORRECT; broken, lr 1e-6: stale prefix cache FP32_PREFIX_1E6, not synced FP32_NOSYNC_1E6;
-#            lr 1e-5: stale prefix FP32_PREFIX_1E5, one stale MLP tensor FP32_TENSOR_1E5.
-#   bfloat16 BF16_SUMMARY
+# vLLM 0.32 vs transformers 5.19; docs/weight-sync.md has the table), max over 5 probe seeds,
+# weights moved by 4 AdamW steps at lr 1e-6 / 1e-5 / 1e-4:
+#   float32  correct 1.4e-5..1.6e-5 (tiny models ~2e-6). Broken at lr 1e-6: stale prefix cache
+#            1.4e-2, tied head not reloaded 2.7e-3, not synced 4.1e-2; one stale MLP tensor
+#            1.6e-4 at lr 1e-6, 1.4e-3 at lr 1e-5. 2e-4 is the geometric middle of 1.6e-5 and
+#            2.7e-3: 12x above any correct reading, under every broken one but a single stale
+#            tensor after the smallest update.
+#   bfloat16 correct 0.12..0.46 (bf16 rounding of both implementations); broken readings at
+#            lr ≤ 1e-5 fall inside that range (indistinguishable); at lr 1e-4 not synced 1.3,
+#            stale prefix 0.48. 1.0 catches only gross failures without false alarms.
 # float16 has 3 more mantissa bits than bfloat16, so bfloat16's bound is a safe (loose) one for it.
-PROBE_BOUNDS = {"float32": 1e-3, "bfloat16": 0.5, "float16": 0.5}
+PROBE_BOUNDS = {"float32": 2e-4, "bfloat16": 1.0, "float16": 1.0}
 
 
 class SyncSection(_Strict):
@@ -220,7 +226,7 @@ class SyncSection(_Strict):
     timeout_s: float = Field(120.0, gt=0, description="A sync past this raises, naming the actor.")
     probe: bool = Field(True, description="Score a fixed sequence on engine 0 and the learner after a sync (see probe_every).")
     probe_bound: float | None = Field(None, gt=0, description="Largest sync/max_logprob_diff a correct sync may read; "
-                                      "null: a per-dtype default (float32 1e-3, bfloat16/float16 0.5; see docs/weight-sync.md).")
+                                      "null: a per-dtype default (float32 2e-4, bfloat16/float16 1.0; see docs/weight-sync.md).")
     probe_action: Literal["warn", "stop"] = Field("warn", description="When the probe reads above its bound: "
                                                   "warn (one log line naming the engine and the figure) or stop the run.")
     # Default 1 (every sync): the evidence for skipping is thin. Measured share of the probe in an

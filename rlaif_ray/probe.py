@@ -6,9 +6,9 @@ learner scores the same tokens teacher-forced; their max |logprob difference| is
 really held in vLLM's prefix cache: KV left over from old weights shows up in the difference.
 
 What it reads (bench/probe_bounds.py, docs/weight-sync.md): with the learner's exact weights
-only the two implementations' rounding, ~1e-6..1e-5 in fp32 (tiny models and SmolLM2-135M
-alike) and ~1e-1 in bf16; after a broken sync, as much as the weights moved since the last
-good one. `judge_probe` compares it with `sync.probe_bound` (per-dtype defaults in
+only the two implementations' rounding, ~2e-6 (tiny models) to 1.6e-5 (SmolLM2-135M) in fp32
+and 0.04..0.46 in bf16; after a broken sync, in proportion to how far the weights moved
+since the engine's copy was right. `judge_probe` compares it with `sync.probe_bound` (per-dtype defaults in
 rlaif_ray/config.py) and says what `sync.probe_action` asks for.
 """
 

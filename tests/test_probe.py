@@ -41,8 +41,10 @@ def test_bound_defaults_per_dtype_and_override():
     assert s.probe_action == "warn" and s.probe_bound is None
     assert s.probe_bound_for("float32") == PROBE_BOUNDS["float32"]
     assert s.probe_bound_for("bfloat16") == PROBE_BOUNDS["bfloat16"]
-    # Measured (bench/probe_bounds.py): fp32 correct syncs read ≤ 1.1e-5, bf16 ones far more.
-    assert 1.1e-5 < PROBE_BOUNDS["float32"] < PROBE_BOUNDS["bfloat16"]
+    # Measured (bench/probe_bounds.py, SmolLM2): correct syncs read ≤ 1.6e-5 in fp32, ≤ 0.46 in
+    # bf16; a stale prefix cache after a 4-step lr 1e-6 update 1.4e-2 in fp32.
+    assert 1.6e-5 < PROBE_BOUNDS["float32"] < 1.4e-2
+    assert 0.46 < PROBE_BOUNDS["bfloat16"]
     assert PROBE_BOUNDS["float16"] == PROBE_BOUNDS["bfloat16"]
     assert SyncSection(probe_bound=0.25).probe_bound_for("float32") == 0.25
 
