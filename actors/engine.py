@@ -44,6 +44,7 @@ def build_llm(model_path: str, model: ModelSection, kv_cache_mib: int, gpu_memor
         kwargs["kv_cache_memory_bytes"] = kv_cache_mib * 2**20
     if worker_extension_cls:
         kwargs["worker_extension_cls"] = worker_extension_cls
+    _hide_rotary_reload_warning()
     return LLM(**kwargs)
 
 
@@ -69,7 +70,6 @@ def load_weight_tensors(llm, tensors: list[tuple[str, torch.Tensor]], reset_pref
     again as `lm_head.weight` (the same tensor, nothing more is sent) makes vLLM load and
     re-pack the head; see docs/weight-sync.md.
     """
-    _hide_rotary_reload_warning()
     tied = bool(getattr(llm.model_config.hf_text_config, "tie_word_embeddings", False))
     llm.collective_rpc("reload_weights", kwargs={"weights_iterator": with_tied_head(tensors, tied),
                                                   "is_checkpoint_format": True})
