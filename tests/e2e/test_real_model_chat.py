@@ -87,6 +87,8 @@ def test_chat_labeler_scores_match_hugging_face(ray_local, real_config, hf):
     got = ray.get(rewards_ref)
     want = [_hf_direct_reward(model, prompts.encode(prompts.prompt(q, a, kind="direct")), candidates)
             for q, a in SAMPLES]
+    print(f"chat labeler direct rewards {np.round(got, 4).tolist()}; max |vLLM − HF| = "
+          f"{np.max(np.abs(np.asarray(got) - np.asarray(want))):.2e}")
     np.testing.assert_allclose(got, want, atol=FP32_TOL, rtol=0)
 
     (q, good), (_, bad) = SAMPLES[0], SAMPLES[1]
