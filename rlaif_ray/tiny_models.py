@@ -33,8 +33,6 @@ concurrent test processes never see a half-written folder.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import hashlib
 import json
 import math
@@ -42,7 +40,6 @@ import os
 import random
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -51,6 +48,7 @@ from typing import Iterator, Sequence
 import torch
 
 from rlaif_ray import toy_task
+from rlaif_ray.cached_build import build_into_place, file_lock
 from rlaif_ray.labeler import (
     PREAMBLES,
     TASKS,
@@ -597,17 +595,6 @@ def _is_complete(out_dir: Path, want: str) -> bool:
     return f.is_file() and f.read_text().strip() == want
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)  # blocks while another process builds
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def ensure_tiny_models(out_dir: str | Path, seed: int = 0, *, quiet: bool = False,
                        force: bool = False) -> dict[str, Path]:
     """The tiny models in ``out_dir``, built if missing, stale or incomplete.
@@ -621,22 +608,10 @@ def ensure_tiny_models(out_dir: str | Path, seed: int = 0, *, quiet: bool = Fals
     want = inputs_hash(seed)
     if not force and _is_complete(out_dir, want):
         return _paths(out_dir)
-    with _file_lock(out_dir.with_suffix(".lock")):
+    with file_lock(out_dir.with_suffix(".lock")):
         if not force and _is_complete(out_dir, want):
             return _paths(out_dir)
-        tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=out_dir.parent))
-        try:
-            build_tiny_models(tmp, seed, quiet=quiet)
-            tmp.chmod(0o755)  # mkdtemp makes it 0700; the cache is shared
-            if out_dir.exists():
-                # Move the stale folder aside first: rename onto a non-empty dir fails.
-                stale = Path(tempfile.mkdtemp(prefix=out_dir.name + ".old-", dir=out_dir.parent))
-                out_dir.rename(stale / "old")
-                shutil.rmtree(stale, ignore_errors=True)
-            tmp.rename(out_dir)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+        build_into_place(out_dir, lambda tmp: build_tiny_models(tmp, seed, quiet=quiet))
     return _paths(out_dir)
 
 

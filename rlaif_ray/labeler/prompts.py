@@ -200,6 +200,13 @@ def _check(name: str, value: str, valid: Sequence[str]) -> None:
         raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
 
 
+def _check_responses(kind: str, responses: Sequence[str], what: str) -> None:
+    """Direct scoring shows one response, pairwise two."""
+    want = 1 if kind == "direct" else 2
+    if len(responses) != want:
+        raise ValueError(f"{kind} {what} needs {want} response(s), got {len(responses)}")
+
+
 def _template(task: str, preamble: str) -> TaskTemplate:
     _check("task", task, TASKS)
     _check("preamble", preamble, PREAMBLES)
@@ -231,9 +238,7 @@ def _answered(ending: str, label: str) -> str:
 
 
 def _exemplar(t: TaskTemplate, ex: Exemplar, kind: str, ending: str | None = None) -> str:
-    want = 1 if kind == "direct" else 2
-    if len(ex.responses) != want:
-        raise ValueError(f"{kind} exemplar needs {want} response(s), got {len(ex.responses)}")
+    _check_responses(kind, ex.responses, "exemplar")
     answer = _answered(_label_ending(kind) if ending is None else ending, ex.label)
     if ex.rationale is not None:
         answer = f"{RATIONALE_ENDING} {ex.rationale.strip()}\n{answer}"
@@ -302,9 +307,7 @@ def build_cot_prompt(
     ``kind="direct"``, two (shown as 1 and 2) for ``kind="pairwise"``. Decode the rationale
     from it, then call ``append_rationale``."""
     _check("kind", kind, KINDS)
-    want = 1 if kind == "direct" else 2
-    if len(responses) != want:
-        raise ValueError(f"{kind} chain of thought needs {want} response(s), got {len(responses)}")
+    _check_responses(kind, responses, "chain of thought")
     t = _template(task, preamble)
     noun = t.response_name.lower()
     if kind == "direct":
@@ -349,9 +352,7 @@ def build_chat_instruction(
     template and opens the assistant turn with ``answer_prefix`` (or "Rationale:" for chain
     of thought), where the label candidates are scored."""
     _check("kind", kind, KINDS)
-    want = 1 if kind == "direct" else 2
-    if len(responses) != want:
-        raise ValueError(f"{kind} prompt needs {want} response(s), got {len(responses)}")
+    _check_responses(kind, responses, "prompt")
     t = _template(task, preamble)
     noun = t.response_name.lower()
     ask = CHAT_ASK[kind].format(noun=noun)
