@@ -8,7 +8,10 @@ private local Ray. Same flags as `rlaif-ray rejection-sampling`.
 
 import sys
 
-from rlaif_ray.cli import main
+from rlaif_ray.job_env import check_job_python
 
 if __name__ == "__main__":
+    check_job_python()  # one line naming what this interpreter lacks, before any heavy import
+    from rlaif_ray.cli import main
+
     sys.exit(main(["rejection-sampling", *sys.argv[1:]]))

@@ -4,7 +4,7 @@
     rlaif-ray train --resume RUN_DIR [--set ...]
     rlaif-ray samples RUN_DIR [--iteration N | --last K] [--full]
     rlaif-ray label | train-rm | dpo | eval | rejection-sampling --config FILE [--set ...]
-    rlaif-ray submit --address URL --config FILE [--set ...] [--no-wait]
+    rlaif-ray submit --address URL --config FILE [--set ...] [--python PY] [--no-wait]
     rlaif-ray job status|logs|stop ID --address URL
     rlaif-ray cluster validate FILE [--run-config RUN.yaml]
     rlaif-ray bench [all|rollout|sync|trl|scaling|overhead|memory] [--quick] [--strict]
@@ -147,6 +147,8 @@ def add_cluster_commands(sub) -> None:
     p.add_argument("--address", default=None, help="Job API of the cluster, e.g. http://127.0.0.1:8265 (default: $RAY_ADDRESS).")
     _add_config_args(p)
     p.add_argument("--run-dir", default=None, help="Run dir on the cluster (absolute: the working_dir is temporary).")
+    p.add_argument("--python", default="python", help="The job's interpreter on the cluster (default: `python` on the "
+                   "PATH of the node running the driver); it must have the project installed.")
     p.add_argument("--no-wait", action="store_true", help="Print the job id and return; don't follow the logs.")
 
     p = sub.add_parser("job", help="Status, logs or stop of a submitted job.")
@@ -191,29 +193,7 @@ def cmd_cluster(args) -> int:
 
 
 def cmd_submit(args) -> int:
-    jc = _job_client()
-    try:
-        entrypoint, runtime_env = jc.build_submission(args.config, args.overrides, args.run_dir)
-        client = jc.connect(args.address)
-        job_id = jc.submit(client, entrypoint, runtime_env, metadata={"rlaif_config": args.config})
-        print(job_id, flush=True)
-        address = client.get_address()
-        print(f"rlaif-ray: submitted {job_id} to {address}: {entrypoint}", file=sys.stderr)
-        if args.no_wait:
-            print(f"rlaif-ray: follow with `rlaif-ray job logs {job_id} --follow --address {address}`", file=sys.stderr)
-            return 0
-        try:
-            final = jc.follow(client, job_id)
-        except KeyboardInterrupt:
-            print(f"\nrlaif-ray: stopped following; the job goes on (rlaif-ray job stop {job_id} --address {address})",
-                  file=sys.stderr)
-            return 130
-        _, message = jc.status(client, job_id)
-    except jc.JobClientError as err:
-        return _fail(str(err))
-    print(f"rlaif-ray: job {job_id} {final}" + (f": {message}" if message and final != "SUCCEEDED" else ""),
-          file=sys.stderr)
-    return 0 if final == "SUCCEEDED" else 1
+    return _job_client().run_submit(args)
 
 
 def cmd_job(args) -> int:

@@ -1,15 +1,18 @@
 """Submitting runs to a Ray cluster as Ray jobs, and watching them.
 
-    rlaif-ray submit --address http://127.0.0.1:8265 --config configs/cluster-gpu.yaml [--set k=v ...]
+    rlaif-ray submit --address http://127.0.0.1:8265 --config configs/cluster-gpu.yaml [--set k=v ...] [--python PY]
 
 is `ray job submit --working-dir . -- python -m jobs.train_ppo --config ...` with the packaging
 a run needs: the repo root is the job's working_dir (minus the virtualenv, caches, runs and
-.git), PYTHONPATH points into it (working_dir alone does not make `rlaif_ray`, `actors` and
-`jobs` importable on the cluster), and the config's `ray.env_vars` reach the driver.
+.git, but with the local files the config names: `rlaif_ray.job_package`), PYTHONPATH points
+into it (working_dir alone does not make `rlaif_ray`, `actors` and `jobs` importable on the
+cluster's workers), the config's `ray.env_vars` reach the driver and every actor, and the
+entrypoint names its interpreter (`--python`, default `python` on the cluster's PATH; the job
+checks it has the project's packages first: `rlaif_ray.job_env`).
 
 The run config is validated here first, so a bad field fails on the laptop, not minutes
 later on the cluster. Every failure a user can fix (unreachable address, missing or refused
-token, unknown job id) is a `JobClientError` with a one-line message.
+token, unknown job id, a config path the job could not read) is a one-line error.
 
 Ray's token auth: the CLI sets RAY_AUTH_MODE=token before this module imports Ray (see
 `rlaif_ray.cli`); the token itself is RAY_AUTH_TOKEN, else the file RAY_AUTH_TOKEN_PATH, else
@@ -24,15 +27,13 @@ import shlex
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rlaif_ray.config import ConfigError, load_config
+from rlaif_ray.job_package import IGNORE_GITIGNORE_ENV, package_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-# Never uploaded: environments, caches, outputs and history (gitignore-style, relative to the repo).
-WORKING_DIR_EXCLUDES = [".venv", ".cache", "runs", ".git", "**/__pycache__", "*.egg-info", ".pytest_cache",
-                        "bench/results", "*.safetensors", "*.bin", "*.pt", "*.parquet"]
 
 # How often a job's status is polled while waiting for it to settle; the job API is cheap.
 POLL_S = 0.5
@@ -114,9 +115,17 @@ def connect(address: str | None):
 # --------------------------------------------------------------------------- what is submitted
 
 
-def build_submission(config: str | Path, overrides: list[str], run_dir: str | None,
-                     repo_root: Path = REPO_ROOT) -> tuple[str, dict]:
-    """(entrypoint, runtime_env) of a training job; the config is validated first."""
+@dataclass
+class Submission:
+    entrypoint: str
+    runtime_env: dict
+    size_bytes: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def build_submission(config: str | Path, overrides: list[str], run_dir: str | None, python: str = "python",
+                     repo_root: Path = REPO_ROOT) -> Submission:
+    """What a training job is submitted with; the config and the files it names are checked first."""
     cfg = load_config(config, overrides)
     config_path = Path(config).resolve()
     try:
@@ -124,21 +133,60 @@ def build_submission(config: str | Path, overrides: list[str], run_dir: str | No
     except ValueError:
         raise ConfigError(f"--config {config}: must be a file inside {repo_root} "
                           f"(the repo is the job's working_dir; nothing else is uploaded)") from None
-    args = ["python", "-m", "jobs.train_ppo", "--config", rel.as_posix()]
+    package = package_for(cfg.model_dump(mode="json"), rel.as_posix(), repo_root)
+    args = [python, "-m", "jobs.train_ppo", "--config", rel.as_posix()]
     for item in overrides:
         args += ["--set", item]
+    warnings = list(package.warnings)
     if run_dir:
         args += ["--run-dir", run_dir]
+        if not Path(run_dir).is_absolute():
+            warnings.append(f"--run-dir {run_dir} is relative: it lands in the job's temporary copy of the repo "
+                            f"on the cluster; give an absolute path")
     env_vars = dict(cfg.ray.env_vars)
     # The job's working directory is the unpacked repo: "." makes its packages importable.
     env_vars["PYTHONPATH"] = ":".join(p for p in (".", env_vars.get("PYTHONPATH")) if p)
-    runtime_env = {"working_dir": str(repo_root), "excludes": list(WORKING_DIR_EXCLUDES), "env_vars": env_vars}
-    return shlex.join(args), runtime_env
+    runtime_env = {"working_dir": str(repo_root), "excludes": package.excludes, "env_vars": env_vars}
+    return Submission(shlex.join(args), runtime_env, package.size_bytes, warnings)
 
 
 def submit(client, entrypoint: str, runtime_env: dict, metadata: dict | None = None) -> str:
+    # The excludes are complete (.gitignore already applied, named files kept): Ray must not
+    # re-apply .gitignore, or git-ignored files the config names (.cache/...) stay behind.
+    os.environ[IGNORE_GITIGNORE_ENV] = "1"
     with job_api_errors(client.get_address()):
         return client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, metadata=metadata or {})
+
+
+def run_submit(args) -> int:
+    """`rlaif-ray submit`: exit 0 if the job SUCCEEDED (or --no-wait), 1 if not, 2 on a usage error."""
+    def say(message: str) -> None:
+        print(f"rlaif-ray: {message}", file=sys.stderr, flush=True)
+
+    try:
+        sub = build_submission(args.config, args.overrides, args.run_dir, python=args.python)
+        for warning in sub.warnings:
+            say(f"warning: {warning}")
+        client = connect(args.address)
+        job_id = submit(client, sub.entrypoint, sub.runtime_env, metadata={"rlaif_config": args.config})
+        print(job_id, flush=True)
+        address = client.get_address()
+        say(f"submitted {job_id} to {address} ({sub.size_bytes / 2**20:.1f} MiB working_dir): {sub.entrypoint}")
+        if args.no_wait:
+            say(f"follow with `rlaif-ray job logs {job_id} --follow --address {address}`")
+            return 0
+        try:
+            final = follow(client, job_id)
+        except KeyboardInterrupt:
+            print(file=sys.stderr)
+            say(f"stopped following; the job goes on (rlaif-ray job stop {job_id} --address {address})")
+            return 130
+        _, message = status(client, job_id)
+    except JobClientError as err:
+        say(str(err))
+        return 2
+    say(f"job {job_id} {final}" + (f": {message}" if message and final != "SUCCEEDED" else ""))
+    return 0 if final == "SUCCEEDED" else 1
 
 
 # --------------------------------------------------------------------------- watching a job

@@ -43,7 +43,8 @@ def ray_session(ray_cfg: RayInit, logs: RunLogs = STREAM):
             return
         address = ray_cfg.address or ("auto" if os.environ.get("RAY_ADDRESS") else None)
         if address:
-            ray.init(address=address, runtime_env={"env_vars": actor_env(ray_cfg)}, log_to_driver=True)
+            from rlaif_ray.job_env import without_job_env_vars  # in a job: its env_vars are inherited; Ray refuses one set twice
+            ray.init(address=address, runtime_env={"env_vars": without_job_env_vars(actor_env(ray_cfg))}, log_to_driver=True)
         else:
             temp_dir = ray_cfg.temp_dir or tempfile.mkdtemp(prefix="rlaif-ray-")
             ray.init(address="local", num_cpus=ray_cfg.num_cpus, include_dashboard=False,

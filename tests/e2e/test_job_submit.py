@@ -7,7 +7,6 @@ temp dir), never with `ray stop`.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -190,28 +189,30 @@ def test_missing_wrong_token_and_bad_address_fail_clearly(ray_head, tmp_path):
     assert_clean_failure(rlaif(bad, ray_head["client_env"]), "cannot reach")
 
 
-def test_submit_short_training_run_succeeds(ray_head, tiny_models, tmp_path):
-    prompts = REPO / ".cache" / "tiny-models" / "prompts-train.jsonl"
-    if not prompts.is_file():
-        from rlaif_ray.toy_task import write_toy_prompts_jsonl
-
-        prompts = write_toy_prompts_jsonl(tmp_path / "prompts-train.jsonl", 256, seed=0, split="train")
-    run_dir = tmp_path / "run"
-    sets = ["run.iterations=2", "data.prompts_per_iteration=4", "ppo.minibatch_size=16", "ray.num_cpus=null",
-            f"model.policy={tiny_models['policy']}", f"model.labeler={tiny_models['labeler']}",
-            f"data.source={prompts}"]
+def test_submit_with_an_interpreter_lacking_the_project_fails_in_one_line(ray_head, tiny_models, tmp_path):
+    """`--python` names the job's interpreter; one without the project fails at once, saying so.
+    (A successful run, both through `rlaif-ray submit` and `ray job submit`, is
+    tests/e2e/test_cluster_doc.py: the documented sequence.)"""
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True, timeout=120)
+    prompts = tmp_path / "prompts.jsonl"  # absolute, outside the repo: warned about, not uploaded
+    prompts.write_text('{"prompt": "hi"}\n')
     args = ["submit", "--address", ray_head["address"], "--config", "configs/local.yaml",
-            "--run-dir", str(run_dir)] + [a for s in sets for a in ("--set", s)]
-    out = rlaif(args, ray_head["client_env"], timeout_s=1200)
-    assert out.returncode == 0, (out.stdout[-6000:], out.stderr[-3000:])
+            "--python", str(bare / "bin" / "python"), "--set", f"data.source={prompts}",
+            "--set", "run.iterations=1"]
+    out = rlaif(args, ray_head["client_env"], timeout_s=300)
+    assert out.returncode == 1, (out.stdout[-3000:], out.stderr[-3000:])
+    assert f"warning: data.source: {prompts} is an absolute path, not uploaded" in out.stderr
     job_id = out.stdout.splitlines()[0].strip()
     assert job_id.startswith("raysubmit_"), out.stdout[:500]
-    assert "SUCCEEDED" in out.stderr
-    rows = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
-    assert [r["iteration"] for r in rows] == [1, 2]
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("rlaif-ray job:")]
+    assert len(lines) == 1 and f"this interpreter ({bare}/bin/python) lacks ray[default], torch" in lines[0], \
+        out.stdout[-3000:]
+    assert "Traceback" not in out.stdout
+    assert f"job {job_id} FAILED" in out.stderr
 
     status = rlaif(["job", "status", job_id, "--address", ray_head["address"]], ray_head["client_env"])
-    assert status.returncode == 0 and status.stdout.startswith("SUCCEEDED"), status
+    assert status.returncode == 0 and status.stdout.startswith("FAILED"), status
 
 
 def test_job_stop_ends_a_long_job(ray_head):
