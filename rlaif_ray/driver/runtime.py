@@ -7,9 +7,18 @@ import tempfile
 from contextlib import contextmanager
 
 import ray
+from ray._private import ray_constants
 
 from rlaif_ray.config import RayInit
 from rlaif_ray.driver.logs import STREAM, RunLogs
+from rlaif_ray.driver.watchdog import Watchdog
+
+# A short parent for the private temp dir: Ray's Unix socket paths under it must stay within
+# ~107 characters, and $TMPDIR can be long (macOS).
+SHORT_TMP = "/tmp"
+TEMP_PREFIX = "rlaif-ray-"
+RAY_LOGS_SUBDIR = "ray"  # LOG_DIR/ray/<session>/: Ray's own logs, kept when a run failed
+LOOPBACK = "127.0.0.1"
 
 # Engine settings every actor needs before it imports its engine. Set here, in one place,
 # and passed as the actors' runtime_env (not read anywhere else):
@@ -46,11 +55,58 @@ def ray_session(ray_cfg: RayInit, logs: RunLogs = STREAM):
             from rlaif_ray.job_env import without_job_env_vars  # in a job: its env_vars are inherited; Ray refuses one set twice
             ray.init(address=address, runtime_env={"env_vars": without_job_env_vars(actor_env(ray_cfg))}, log_to_driver=True)
         else:
-            temp_dir = ray_cfg.temp_dir or tempfile.mkdtemp(prefix="rlaif-ray-")
-            ray.init(address="local", num_cpus=ray_cfg.num_cpus, include_dashboard=False,
-                     object_store_memory=ray_cfg.object_store_mib * 2**20, _temp_dir=temp_dir,
-                     runtime_env={"env_vars": actor_env(ray_cfg)}, log_to_driver=True)
+            with _private_local_ray(ray_cfg, logs):
+                yield
+            return
         try:
             yield
         finally:
             ray.shutdown()
+
+
+@contextmanager
+def _private_local_ray(ray_cfg: RayInit, logs: RunLogs):
+    """A local Ray of this driver's own, guarded by a `Watchdog` (driver/watchdog.py): however
+    the driver ends, SIGKILL included, no process of this Ray stays behind and the temp dir we
+    created goes; when the run failed, Ray's session logs are first kept in LOG_DIR/ray/
+    (with `--verbose` there is no log folder: they go with the temp dir)."""
+    temp_dir = ray_cfg.temp_dir or tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=_short_tmp())
+    watchdog = Watchdog(temp_dir, owned=ray_cfg.temp_dir is None,
+                        keep_logs_in=logs.dir / RAY_LOGS_SUBDIR if logs.dir else None)
+    failed = True
+    try:
+        with _loopback_node():
+            ray.init(address="local", num_cpus=ray_cfg.num_cpus, include_dashboard=False,
+                     object_store_memory=ray_cfg.object_store_mib * 2**20, _temp_dir=temp_dir,
+                     _node_ip_address=LOOPBACK, runtime_env={"env_vars": actor_env(ray_cfg)},
+                     log_to_driver=True)
+        try:
+            yield
+        finally:
+            ray.shutdown()
+        failed = False
+    finally:
+        watchdog.finish(failed)
+
+
+@contextmanager
+def _loopback_node():
+    """Give the private node the loopback address, so that GCS, raylet, dashboard, both
+    agents and every worker listen on 127.0.0.1 only instead of on all interfaces.
+
+    Why a patch: Ray 2.60 turns `_node_ip_address="127.0.0.1"` into the machine's outward IP
+    (`services.resolve_ip_for_localhost`) unless `ray_constants.ENABLE_RAY_CLUSTER` is false,
+    which Ray reads once at import from RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER (false by default
+    only on macOS and Windows, where Ray keeps a local node on loopback for this reason).
+    Only this ray.init sees the change: joining a cluster is untouched, and the processes
+    started here get the address on their command lines."""
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
+def _short_tmp() -> str | None:
+    return SHORT_TMP if os.path.isdir(SHORT_TMP) else None
