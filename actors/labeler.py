@@ -41,10 +41,6 @@ class LabelerActor:
     def ping(self) -> str:
         return self.name
 
-    def stall(self, seconds: float) -> None:
-        """Stop answering for a while (fault injection from `chaos.faults`)."""
-        time.sleep(seconds)
-
     @ray.method(num_returns=2)
     def direct_rewards(self, shard_refs: list) -> tuple[np.ndarray, dict]:
         """RLAIF reward 2·(s−1)/9 − 1, s = Σ i·P(i), for every sample of the given shards."""

@@ -35,10 +35,6 @@ class RolloutActor:
     def ping(self) -> str:
         return self.name
 
-    def stall(self, seconds: float) -> None:
-        """Stop answering for a while (fault injection from `chaos.faults`)."""
-        time.sleep(seconds)
-
     @ray.method(num_returns=2)
     def generate(self, items: list[tuple[int, list[int], str]], policy_version: int) -> tuple[RolloutBatch, dict]:
         """Sample `samples_per_prompt` responses for each (prompt_index, token_ids, text).

@@ -371,6 +371,6 @@ def live_run(cfg):
         roles = start_roles(cfg)
         try:
             kl = make_kl_controller(cfg.kl.controller, cfg.kl.coef, cfg.kl.target, cfg.kl.horizon)
-            yield RunState(cfg, roles, stream, kl, make_weight_sync(cfg.sync), probe_prompt(tok))
+            yield RunState(cfg, roles, stream, kl, make_weight_sync(cfg.sync, roles.rollout), probe_prompt(tok))
         finally:
             roles.shutdown()

@@ -82,7 +82,7 @@ def _one_size(name: str, path, n_rollouts: int, repeats: int) -> tuple[dict, dic
             nonlocal version
             version += 1
             start = time.perf_counter()
-            stats = sync.push(learners.actors, rollouts.actors, rollouts.names(), version)
+            stats = sync.push(learners, rollouts, version)
             return time.perf_counter() - start, stats["sync/seconds_gather"]
 
         def one_copy() -> float:

@@ -403,14 +403,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     from rlaif_ray.data import DataError
-    from rlaif_ray.run_dir import ActorFailed, RunDirError, RunStopped
+    from rlaif_ray.errors import ActorCodeError, ActorFailed, RunStopped
+    from rlaif_ray.run_dir import RunDirError
 
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, DataError, RunDirError, FileNotFoundError) as err:
         print(f"rlaif-ray: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except (RunStopped, ActorFailed) as err:
+    except (RunStopped, ActorFailed, ActorCodeError) as err:
         print(f"rlaif-ray: {err}", file=sys.stderr)
         return 1
 

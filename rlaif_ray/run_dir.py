@@ -8,23 +8,11 @@ import shutil
 from pathlib import Path
 
 from rlaif_ray.config import RunConfig, dump_config
+from rlaif_ray.errors import ActorCodeError, ActorFailed, RunStopped  # noqa: F401 (re-exported)
 
 
 class RunDirError(ValueError):
     """A run dir that cannot be used as asked (refused before anything is written)."""
-
-
-class ActorFailed(RuntimeError):
-    """An actor died or did not answer within its timeout (defined here, Ray-free, so the
-    CLI can report it without importing Ray)."""
-
-    def __init__(self, actor: str, what: str, cause: BaseException | None = None):
-        super().__init__(f"{actor}: {what}" + (f" ({type(cause).__name__}: {cause})" if cause else ""))
-        self.actor = actor
-
-
-class RunStopped(RuntimeError):
-    """The run could not go on (e.g. a learner died); the message says how to resume."""
 
 
 def prepare_run_dir(run_dir: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> None:

@@ -59,28 +59,31 @@ def test_bound_and_action_are_validated():
 # --------------------------------------------------------------------------- the stage, faked
 
 
-class _Remote:
-    def __init__(self, value):
-        self.value = value
+class _Pool:
+    """Stands in for an ActorPool: each method's answer, per actor (the probe stage's logic
+    is under test here; tests/e2e/test_weight_sync.py runs the real one)."""
 
-    def remote(self, *args):
-        return self.value
+    def __init__(self, **answers):
+        self.answers, self.restarts = answers, 0
+
+    def call(self, i, method, *args, **kw):
+        return self.answers[method]
+
+    def call_all(self, method, *args, **kw):
+        return [self.answers[method]]
 
 
 def _fake_run(engine_logp, learner_logp, **sync):
     cfg = SimpleNamespace(sync=SyncSection(**sync), model=SimpleNamespace(dtype="float32"),
                           run=SimpleNamespace(seed=0))
-    rollout = SimpleNamespace(probe=_Remote(([5, 6], engine_logp)))
-    learner = SimpleNamespace(probe_logprobs=_Remote(learner_logp))
-    roles = SimpleNamespace(rollout=SimpleNamespace(actors=[rollout]), learners=SimpleNamespace(actors=[learner]))
+    roles = SimpleNamespace(rollout=_Pool(probe=([5, 6], engine_logp)), learners=_Pool(probe_logprobs=learner_logp))
     return SimpleNamespace(cfg=cfg, roles=roles, probe_prompt=[1, 2, 3])
 
 
 @pytest.fixture
-def no_ray_get(monkeypatch):
+def no_ray_get():
     from rlaif_ray.driver import train
 
-    monkeypatch.setattr(train, "get_with_timeout", lambda ref, *a, **k: [r for r in ref] if isinstance(ref, list) else ref)
     return train
 
 

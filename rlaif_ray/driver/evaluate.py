@@ -20,7 +20,8 @@ from tqdm import tqdm
 
 from rlaif_ray.config import ConfigError, RewardSource, RunConfig
 from rlaif_ray.driver.logs import RunLogs
-from rlaif_ray.driver.pools import ActorPool, describe_roles, get_with_timeout, wait_all_ready
+from rlaif_ray.driver.calls import CallPolicy
+from rlaif_ray.driver.pools import ActorPool, describe_roles, wait_all_ready
 from rlaif_ray.driver.runtime import actor_env, ray_session
 from rlaif_ray.evaluation import (eval_prompt_texts, render_report, shown_path, summarize_function,
                                   summarize_harmless, summarize_preferences)
@@ -94,7 +95,7 @@ def evaluate(cfg: RunConfig, overwrite: bool = False, progress: bool = True, ver
     texts = [display_text(r) for r in records]  # what the judge and the report read
     bar = tqdm(total=4 + bool(e.harmless), desc="eval", disable=not progress, unit="stage", dynamic_ncols=True,
                file=logs.terminal)
-    timeout, call_timeout = cfg.run.startup_timeout_s, cfg.run.call_timeout_s
+    timeout, policy = cfg.run.startup_timeout_s, CallPolicy.of(cfg.run)
     env = actor_env(cfg.ray)
     with ray_session(cfg.ray, logs):
         pools: list[ActorPool] = []
@@ -106,27 +107,27 @@ def evaluate(cfg: RunConfig, overwrite: bool = False, progress: bool = True, ver
             logs.say(f"starting {describe_roles(counts)}")
             for side, path in (("a", policy_a), ("b", policy_b)):
                 pools.append(ActorPool(f"policy_{side}", GeneratorActor, cfg.rollout.resources, e.actors_per_policy,
-                                       lambda r, p=path, s=side: (cfg, p, f"policy_{s}-{r}"), env, timeout, logs))
+                                       lambda r, p=path, s=side: (cfg, p, f"policy_{s}-{r}"), env, timeout, logs, policy))
             jcfg = _judge_config(cfg)
             labeler = ActorPool("labeler", LabelerActor, cfg.labeler.resources, cfg.labeler.num_actors,
-                                lambda r: (jcfg, r), env, timeout, logs)
+                                lambda r: (jcfg, r), env, timeout, logs, policy)
             pools.append(labeler)
             classifier = None
             if e.harmless:
                 classifier = ActorPool("classifier", ClassifierActor, e.harmless.resources, 1,
-                                       lambda r: (e.harmless, cfg.model), env, timeout, logs)
+                                       lambda r: (e.harmless, cfg.model), env, timeout, logs, policy)
                 pools.append(classifier)
             wait_all_ready(pools, timeout, logs, started)
             bar.update(1)
 
             bar.set_postfix_str("answering")
             answers = {}
-            calls = {side: [(a, a.answer.remote(chunk, k)) for a, chunk in zip(pool.actors, _split(items, len(pool.actors)))]
-                     for k, (side, pool) in enumerate(zip("ab", pools[:2]))}
+            sent = {side: [pool.submit(i, "answer", chunk, k, prompts=len(chunk))
+                           for i, chunk in enumerate(_split(items, len(pool.actors)))]
+                    for k, (side, pool) in enumerate(zip("ab", pools[:2]))}
             truncated = 0
-            for side, side_calls in calls.items():
-                got = [get_with_timeout(ref, call_timeout, f"policy_{side}-{i}", "answer")
-                       for i, (_, ref) in enumerate(side_calls)]
+            for side, pool in zip("ab", pools[:2]):
+                got = [c.value for c in pool.wait(sent[side])]
                 answers[side] = sorted((x for g in got for x in g["answers"]), key=lambda x: x["position"])
                 truncated = max(truncated, sum(g["truncated"] for g in got))
             resp = {s: [x["response"] for x in answers[s]] for s in "ab"}
@@ -134,9 +135,9 @@ def evaluate(cfg: RunConfig, overwrite: bool = False, progress: bool = True, ver
 
             bar.set_postfix_str("judging")
             groups = _split(list(range(len(texts))), len(labeler.actors))
-            refs = [a.pairwise_preferences.remote([texts[i] for i in g], [resp["a"][i] for i in g],
-                                                  [resp["b"][i] for i in g]) for a, g in zip(labeler.actors, groups)]
-            parts = [get_with_timeout(r, call_timeout, f"labeler-{i}", "pairwise preferences") for i, r in enumerate(refs)]
+            parts = [c.value for c in labeler.map("pairwise_preferences", [
+                ([texts[i] for i in g], [resp["a"][i] for i in g], [resp["b"][i] for i in g]) for g in groups],
+                prompts=[len(g) for g in groups])]
             prefs = {k: [v for p in parts for v in p[k]] for k in parts[0]}
             bar.update(1)
 
@@ -146,8 +147,7 @@ def evaluate(cfg: RunConfig, overwrite: bool = False, progress: bool = True, ver
                 harmless_probs = {}
                 for s in "ab":
                     inputs = [(f"{t}{r}" if e.harmless.include_prompt else r) or " " for t, r in zip(texts, resp[s])]
-                    harmless_probs[s] = get_with_timeout(classifier.actors[0].probabilities.remote(inputs), call_timeout,
-                                                         "classifier", "harmless probabilities")
+                    harmless_probs[s] = classifier.call(0, "probabilities", inputs, prompts=len(inputs))
                 bar.update(1)
         finally:
             for pool in pools:

@@ -19,17 +19,16 @@ import time
 from collections import deque
 from pathlib import Path
 
-import ray
-from ray.exceptions import RayError, RayTaskError
 from tqdm import tqdm
 
 from rlaif_ray.config import ConfigError, RunConfig, config_from_dict, read_raw_config
 from rlaif_ray.driver.logs import RunLogs
+from rlaif_ray.driver.calls import CallPolicy
 from rlaif_ray.driver.pools import ActorPool, describe_roles, wait_all_ready
 from rlaif_ray.driver.runtime import actor_env, ray_session
 from rlaif_ray.labeler.render import LabelerPrompts, labeler_context_tokens
 from rlaif_ray.preference_data import label_stats, load_pairs
-from rlaif_ray.run_dir import RunStopped
+from rlaif_ray.errors import ActorCodeError, ActorFailed, RunStopped
 
 log = logging.getLogger("rlaif_ray")
 
@@ -186,14 +185,19 @@ def label_run(cfg: RunConfig, progress: bool = True, verbose: bool = False) -> d
             n_actors, started = min(cfg.labeler.num_actors, len(todo)), time.perf_counter()
             logs.say(f"starting {describe_roles([('labeler', n_actors)])}")
             pool = ActorPool("labeler", _labeler_cls(), cfg.labeler.resources, n_actors,
-                             lambda r: (cfg, r), actor_env(cfg.ray), cfg.run.startup_timeout_s, logs)
+                             lambda r: (cfg, r), actor_env(cfg.ray), cfg.run.startup_timeout_s, logs,
+                             CallPolicy.of(cfg.run))
             try:
                 wait_all_ready([pool], cfg.run.startup_timeout_s, logs, started)
                 # The bar starts once the engines are up, so its rate is the labeling rate.
                 with tqdm(total=len(pairs), initial=done_pairs, desc="label", unit="pair", disable=not progress,
                           dynamic_ncols=True, file=logs.terminal) as bar:
                     t0 = time.perf_counter()
-                    _label_shards(pool, cfg, pairs, bounds, todo, out, bar)
+                    try:
+                        _label_shards(pool, cfg, pairs, bounds, todo, out, bar)
+                    except (ActorFailed, ActorCodeError) as err:
+                        raise RunStopped(f"{err}; finished shards are kept in {out}: "
+                                         f"run the same command to resume") from None
                     label_s = time.perf_counter() - t0
             finally:
                 pool.shutdown()
@@ -216,51 +220,25 @@ def _label_shards(pool: ActorPool, cfg: RunConfig, pairs: list[dict], bounds: li
                   todo: list[int], out: Path, bar: tqdm) -> None:
     """Hand shards to the actors as they free up and write each result as it lands.
 
-    A call past `run.call_timeout_s`, or an actor that dies, gets its actor replaced and its
-    shard queued again (up to `run.max_actor_restarts` replacements); an error raised by the
-    labeler's own code stops the run, since redoing the shard would raise it again.
+    The pool's call policy (driver/calls.py) covers failures: a lost or late labeler is
+    replaced and its shard labeled again; an error raised by the labeler's own code stops
+    the job (finished shards stay on disk, so the same command resumes).
     """
     queue, idle = deque(todo), deque(range(len(pool.actors)))
-    inflight: dict = {}  # ObjectRef -> (actor index, shard index, deadline)
-    timeout = cfg.run.call_timeout_s
-
-    def fail(i: int, k: int, what: str) -> None:
-        if pool.restarts >= cfg.run.max_actor_restarts:
-            raise RunStopped(f"labeler-{i} {what} on shard {k}, after {pool.restarts} replacements "
-                             f"(run.max_actor_restarts); finished shards are kept in {out}: run the same command to resume")
-        log.warning("labeler-%d %s on shard %d; replacing it and labeling the shard again", i, what, k)
-        pool.replace(i, cfg.run.startup_timeout_s)
-        queue.appendleft(k)
-        idle.append(i)
-
+    inflight: dict = {}  # Call -> shard index
     while queue or inflight:
         while queue and idle:
             i, k = idle.popleft(), queue.popleft()
             chunk = pairs[slice(*bounds[k])]
-            ref = pool.actors[i].pairwise_preferences.remote(
-                [p["context"] for p in chunk], [p["response_a"] for p in chunk], [p["response_b"] for p in chunk])
-            inflight[ref] = (i, k, time.monotonic() + timeout)
-        # Wait for the first result, but no longer than the earliest deadline.
-        wait_s = max(0.0, min(d for _, _, d in inflight.values()) - time.monotonic())
-        ready, _ = ray.wait(list(inflight), num_returns=1, timeout=wait_s)
-        for ref in ready:
-            i, k, _ = inflight.pop(ref)
-            try:
-                result = ray.get(ref)
-            except RayTaskError as err:
-                raise RunStopped(f"labeler-{i} failed on shard {k}: {err}") from None
-            except RayError as err:
-                fail(i, k, f"died ({type(err).__name__})")
-                continue
-            lo, hi = bounds[k]
-            write_shard(out, k, lo, pairs[lo:hi], result)
-            bar.update(hi - lo)
-            idle.append(i)
-        now = time.monotonic()
-        for ref, (i, k, deadline) in list(inflight.items()):
-            if deadline <= now:
-                del inflight[ref]
-                fail(i, k, f"took longer than {timeout:.0f} s (run.call_timeout_s)")
+            call = pool.submit(i, "pairwise_preferences", [p["context"] for p in chunk],
+                               [p["response_a"] for p in chunk], [p["response_b"] for p in chunk], prompts=len(chunk))
+            inflight[call] = k
+        call = pool.wait_first(list(inflight))
+        k = inflight.pop(call)
+        lo, hi = bounds[k]
+        write_shard(out, k, lo, pairs[lo:hi], call.value)
+        bar.update(hi - lo)
+        idle.append(call.i)
 
 
 def summarize_labels(out: Path, n_shards: int) -> dict:

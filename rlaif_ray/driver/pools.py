@@ -1,8 +1,10 @@
-"""Actor pools per role: placement groups from config, time-boxed calls, replacement on death.
+"""Actor pools per role: placement groups from config, calls under one failure policy,
+replacement on loss.
 
 Every role reserves one placement-group bundle per actor from its `resources` (CPUs, GPUs,
 custom resources), so the Ray autoscaler sees exactly what to launch and a replacement actor
-lands in its predecessor's bundle.
+lands in its predecessor's bundle. Every call the drivers make goes through `submit`/`wait`,
+`map` or `call_all` (driver/calls.py holds the policy).
 """
 
 from __future__ import annotations
@@ -12,36 +14,52 @@ import time
 from typing import Any, Callable
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError
+from ray.exceptions import GetTimeoutError, RayActorError, RayError
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from rlaif_ray.config import Resources
+from rlaif_ray.driver import calls
+from rlaif_ray.driver.calls import Call, CallPolicy, Recovery
 from rlaif_ray.driver.logs import STREAM, RunLogs, with_output_to
-from rlaif_ray.run_dir import ActorFailed
+from rlaif_ray.errors import ActorCodeError, ActorFailed
 
 log = logging.getLogger("rlaif_ray")
 
 
 def get_with_timeout(refs, timeout_s: float, actor: str, what: str):
-    """`ray.get` that raises `ActorFailed` naming the actor instead of hanging or dumping a trace."""
+    """`ray.get` of refs that belong to no pool call (e.g. start-up), with one-line errors."""
     try:
         return ray.get(refs, timeout=timeout_s)
-    except GetTimeoutError as e:
-        raise ActorFailed(actor, f"{what} took longer than {timeout_s:.0f} s", e) from None
-    except RayActorError as e:
-        raise ActorFailed(actor, f"died during {what}", e) from None
+    except GetTimeoutError:
+        raise ActorFailed(actor, f"{what} took longer than {timeout_s:.0f} s") from None
+    except RayError as e:
+        calls.log_full(actor, what, e)
+        if calls.is_actor_code_error(e):
+            raise ActorCodeError(actor, what, calls.last_line(e)) from None
+        raise ActorFailed(actor, f"lost during {what}", e) from None
 
 
 class ActorPool:
     """N actors of one role, one placement-group bundle each; actor i writes its output to
-    `logs.actor_file("<role>-<i>")` (nothing redirected with `STREAM`)."""
+    `logs.actor_file("<role>-<i>")` (nothing redirected with `STREAM`).
+
+    `replaceable`: a lost actor is replaced and its call redone (see driver/calls.py);
+    False for a group whose members cannot be swapped one by one (the learners).
+    `on_replace(actor, name)`: brings a replacement up to date (e.g. the current weights);
+    Ray errors it raises count as the replacement being lost too.
+    """
 
     def __init__(self, role: str, cls: type, resources: Resources, count: int,
                  make_args: Callable[[int], tuple], env_vars: dict[str, str], ready_timeout_s: float,
-                 logs: RunLogs = STREAM):
+                 logs: RunLogs = STREAM, policy: CallPolicy | None = None, replaceable: bool = True,
+                 recovery: Recovery | None = None):
         self.role, self.cls, self.resources = role, cls, resources
         self.make_args, self.env_vars, self.logs = make_args, env_vars, logs
+        self.policy = policy or CallPolicy(startup_timeout_s=ready_timeout_s)
+        self.replaceable = replaceable
+        self.recovery = recovery or Recovery()
+        self.on_replace: Callable[[Any, str], None] | None = None
         bundle = resources.as_bundle() or {"CPU": 0.01}
         self.pg = placement_group([dict(bundle) for _ in range(count)], strategy="PACK")
         try:
@@ -50,7 +68,6 @@ class ActorPool:
             raise ActorFailed(role, f"could not reserve {count} × {bundle} within {ready_timeout_s:.0f} s: "
                               f"the cluster lacks these resources and the autoscaler (if any) did not add them") from None
         self.actors = [self._spawn(i) for i in range(count)]
-        self.restarts = 0
 
     def names(self) -> list[str]:
         return [f"{self.role}-{i}" for i in range(len(self.actors))]
@@ -69,30 +86,62 @@ class ActorPool:
         for i, a in enumerate(self.actors):
             get_with_timeout(a.ping.remote(), timeout_s, f"{self.role}-{i}", "start-up")
 
-    def replace(self, i: int, timeout_s: float):
-        """Kill actor i (if still alive) and start a fresh one in its bundle."""
-        try:
-            ray.kill(self.actors[i], no_restart=True)
-        except Exception:  # already gone
-            pass
-        self.restarts += 1
-        log_file = self.logs.actor_file(f"{self.role}-{i}")
-        log.warning("replacing %s-%d (restart %d)%s", self.role, i, self.restarts,
-                    f"; its output so far: {log_file}" if log_file else "")
+    @property
+    def restarts(self) -> int:
+        return self.recovery.restarts.get(self.role, 0)
+
+    def replace(self, i: int):
+        """Kill actor i (if it still runs), start a fresh one in its bundle, wait until it
+        answers and bring it up to date (`on_replace`). Raises Ray's error if that fails."""
+        _kill(self.actors[i])
+        name = f"{self.role}-{i}"
+        log_file = self.logs.actor_file(name)
+        if log_file:
+            log.info("%s: a fresh actor appends to %s", name, log_file)
         self.actors[i] = self._spawn(i)
-        get_with_timeout(self.actors[i].ping.remote(), timeout_s, f"{self.role}-{i}", "start-up")
+        ray.get(self.actors[i].ping.remote(), timeout=self.policy.startup_timeout_s)
+        if self.on_replace is not None:
+            self.on_replace(self.actors[i], name)
         return self.actors[i]
+
+    # The calls (one policy: driver/calls.py).
+    def submit(self, i: int, method: str, *args, prompts: int = 0, timeout_s: float | None = None) -> Call:
+        return calls.submit(self, i, method, *args, prompts=prompts, timeout_s=timeout_s)
+
+    def wait(self, pending: list[Call], timeout_s: float | None = None) -> list[Call]:
+        return calls.wait(self, pending, timeout_s)
+
+    def wait_first(self, pending: list[Call], timeout_s: float | None = None) -> Call:
+        return calls.wait_first(self, pending, timeout_s)
+
+    def map(self, method: str, args: list[tuple], prompts: list[int] | None = None,
+            timeout_s: float | None = None) -> list[Call]:
+        """Actor k runs `method(*args[k])` (k < len(args)), concurrently."""
+        return calls.map_calls(self, method, args, prompts, timeout_s)
+
+    def call_all(self, method: str, *args, timeout_s: float | None = None) -> list:
+        """Every actor runs `method(*args)`; returns each one's (last) return value."""
+        return [c.value for c in self.map(method, [args] * len(self.actors), timeout_s=timeout_s)]
+
+    def call(self, i: int, method: str, *args, prompts: int = 0, timeout_s: float | None = None):
+        """Actor i runs `method(*args)`; returns its (last) return value."""
+        return self.wait([self.submit(i, method, *args, prompts=prompts, timeout_s=timeout_s)], timeout_s)[0].value
 
     def shutdown(self) -> None:
         for a in self.actors:
-            try:
-                ray.kill(a, no_restart=True)
-            except Exception:
-                pass
+            _kill(a)
         try:
             remove_placement_group(self.pg)
-        except Exception:
-            pass
+        except RayError as err:  # the cluster is going down with it
+            log.info("placement group of %s not removed: %s", self.role, calls.last_line(err))
+
+
+def _kill(actor) -> None:
+    """Stop an actor for good; one that is already gone is fine."""
+    try:
+        ray.kill(actor, no_restart=True)
+    except (RayActorError, ValueError):
+        pass
 
 
 def describe_roles(counts: list[tuple[str, int]]) -> str:
@@ -124,7 +173,8 @@ def wait_all_ready(pools: list[ActorPool], timeout_s: float, logs: RunLogs, star
         role, name = pending.pop(done[0])
         try:
             ray.get(done[0])
-        except RayActorError as e:
+        except RayError as e:
+            calls.log_full(name, "start-up", e)
             raise ActorFailed(name, "died during start-up", e) from None
         ready_s[role] = time.perf_counter() - started_at
     logs.say("ready: " + ", ".join(f"{p.role}{f' ×{len(p.actors)}' if len(p.actors) > 1 else ''} "

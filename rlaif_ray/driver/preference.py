@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from rlaif_ray.config import ConfigError, RunConfig, config_from_dict, read_raw_config
 from rlaif_ray.driver.logs import RunLogs
+from rlaif_ray.driver.calls import CallPolicy
 from rlaif_ray.driver.pools import ActorPool, describe_roles, get_with_timeout, wait_all_ready
 from rlaif_ray.driver.runtime import actor_env, ray_session
 from rlaif_ray.preference_train import make_pairs, merge_weighted, read_pair_rows, split_eval
@@ -82,14 +83,14 @@ def train_preference_model(cfg: RunConfig, mode: str, overwrite: bool = False, p
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise RunDirError(f"{key}.output_dir: {out} is not empty; pass --overwrite to replace it (nothing was changed)")
     prepare_run_dir(out, cfg, resume=False, overwrite=overwrite)
-    timeout, w = cfg.run.call_timeout_s, sec.num_workers
+    w = sec.num_workers
     rows: list[dict] = []
     logs = RunLogs.under(out, verbose)
     with ray_session(cfg.ray, logs):
         started = time.perf_counter()
         logs.say(f"starting {describe_roles([(verb, w)])}")
         pool = ActorPool(verb, PreferenceLearnerWorker, sec.resources, w, lambda r: (cfg, mode, r, w),
-                         actor_env(cfg.ray), cfg.run.startup_timeout_s, logs)
+                         actor_env(cfg.ray), cfg.run.startup_timeout_s, logs, CallPolicy.of(cfg.run), replaceable=False)
         try:
             addr, port = get_with_timeout(pool.actors[0].rendezvous_address.remote(), cfg.run.startup_timeout_s,
                                           f"{verb}-0", "start-up")
@@ -100,19 +101,19 @@ def train_preference_model(cfg: RunConfig, mode: str, overwrite: bool = False, p
             setup = ray.get(setups[0])
             steps = setup["steps_per_epoch"]
             data_stats["data/truncated"] = setup["data/truncated"]
-            rows.append({"epoch": 0, **data_stats, **_evaluate(pool, timeout, verb, len(data["eval"]))})
+            rows.append({"epoch": 0, **data_stats, **_evaluate(pool, len(data["eval"]))})
             _write(out, rows[-1])
             bar = tqdm(total=sec.epochs * steps, desc=verb, unit="step", disable=not progress, dynamic_ncols=True,
                        file=logs.terminal)
             for epoch in range(1, sec.epochs + 1):
                 start = time.perf_counter()
-                train = _train_epoch(pool, epoch, steps, timeout, verb, bar)
-                row = {"epoch": epoch, **train, **_evaluate(pool, timeout, verb, len(data["eval"])),
+                train = _train_epoch(pool, epoch, steps, bar)
+                row = {"epoch": epoch, **train, **_evaluate(pool, len(data["eval"])),
                        "timing/epoch": time.perf_counter() - start}
                 rows.append(row)
                 _write(out, row)
             bar.close()
-            get_with_timeout([a.save.remote(str(out)) for a in pool.actors], timeout, verb, "save")
+            pool.call_all("save", str(out))
         finally:
             pool.shutdown()
     summary = {"mode": mode, "output_dir": str(out), "epochs": sec.epochs, **data_stats,
@@ -121,11 +122,11 @@ def train_preference_model(cfg: RunConfig, mode: str, overwrite: bool = False, p
     return summary
 
 
-def _train_epoch(pool: ActorPool, epoch: int, steps: int, timeout: float, verb: str, bar) -> dict:
+def _train_epoch(pool: ActorPool, epoch: int, steps: int, bar) -> dict:
     """Mean over the epoch's steps of the ranks' mean stats (equal slices: the batch mean)."""
     sums: dict[str, float] = {}
     for step in range(steps):
-        per_rank = get_with_timeout([a.train_step.remote(epoch, step) for a in pool.actors], timeout, verb, "train step")
+        per_rank = pool.call_all("train_step", epoch, step)
         for k in per_rank[0]:
             sums[k] = sums.get(k, 0.0) + sum(r[k] for r in per_rank) / len(per_rank)
         bar.update(1)
@@ -134,10 +135,10 @@ def _train_epoch(pool: ActorPool, epoch: int, steps: int, timeout: float, verb: 
     return {f"train/{k}": v / max(steps, 1) for k, v in sums.items()}
 
 
-def _evaluate(pool: ActorPool, timeout: float, verb: str, n_eval: int) -> dict:
+def _evaluate(pool: ActorPool, n_eval: int) -> dict:
     if not n_eval:
         return {}
-    parts = get_with_timeout([a.evaluate.remote() for a in pool.actors], timeout, verb, "evaluate")
+    parts = pool.call_all("evaluate")
     return {f"eval/{k}": v for k, v in merge_weighted(parts).items()}
 
 

@@ -32,7 +32,7 @@ from rlaif_ray.driver.pools import get_with_timeout
 from rlaif_ray.driver.roles import start_roles
 from rlaif_ray.driver.runtime import ray_session
 from rlaif_ray.driver.sync import make_weight_sync
-from rlaif_ray.driver.train import RunState, StageTimer, _await_or_redo, generate, probe_if_due, sync_weights, take_prompts
+from rlaif_ray.driver.train import RunState, StageTimer, generate, probe_if_due, sync_weights, take_prompts
 from rlaif_ray.evaluation import best_of_n, mean_se
 from rlaif_ray.modeling import load_tokenizer
 from rlaif_ray.preflight import check_models
@@ -89,16 +89,12 @@ def label(run: RunState, shards: list) -> np.ndarray:
     a dead or stuck labeler is replaced and its group redone."""
     pool = run.roles.labeler
     groups = [list(g) for g in np.array_split(np.arange(len(shards)), len(pool.actors)) if len(g)]
-    calls = [a.direct_rewards.remote([shards[i] for i in g]) for a, g in zip(pool.actors, groups)]
-    for i, g in enumerate(groups):
-        calls[i] = _await_or_redo(run, pool, i, calls[i], lambda a, g=g: a.direct_rewards.remote([shards[j] for j in g]),
-                                  "direct_rewards", n_redone=0)
-    return np.concatenate(ray.get([c[0] for c in calls])).astype(np.float64)
+    calls = pool.map("direct_rewards", [([shards[i] for i in g],) for g in groups])
+    return np.concatenate(ray.get([c.refs[0] for c in calls])).astype(np.float64)
 
 
 def train_sft(run: RunState, shards: list, best: np.ndarray) -> dict:
-    refs = [l.train_sft.remote(shards, best.tolist(), run.iteration) for l in run.roles.learners.actors]
-    per_rank = get_with_timeout(refs, run.cfg.run.call_timeout_s, "learner", "SFT")
+    per_rank = run.roles.learners.call_all("train_sft", shards, best.tolist(), run.iteration)
     return {k: v for k, v in per_rank[0].items() if k != "seconds"}
 
 
@@ -163,7 +159,7 @@ def rejection_sampling_run(cfg: RunConfig, overwrite: bool = False, progress: bo
     with ray_session(rcfg.ray, logs):
         roles = start_roles(rcfg, reference=False, logs=logs)
         try:
-            run = RunState(rcfg, roles, stream, make_kl_controller("fixed", 0.0, None, 1), make_weight_sync(rcfg.sync),
+            run = RunState(rcfg, roles, stream, make_kl_controller("fixed", 0.0, None, 1), make_weight_sync(rcfg.sync, roles.rollout),
                            probe_prompt(tokenizer), out)
             bar = tqdm(total=rcfg.run.iterations, desc=f"{cfg.run.name} best-of-{rcfg.rollout.sampling.samples_per_prompt}",
                        disable=not progress, unit="round", dynamic_ncols=True, file=logs.terminal)
@@ -175,8 +171,7 @@ def rejection_sampling_run(cfg: RunConfig, overwrite: bool = False, progress: bo
                 bar.set_postfix(reward=f"{row['reward/mean']:+.3f}", kept=f"{row['reward/kept_mean']:+.3f}")
             bar.close()
             final = out / "final"
-            refs = [l.save_checkpoint.remote(str(final), rcfg.model.policy) for l in roles.learners.actors]
-            get_with_timeout(refs, rcfg.run.call_timeout_s, "learner", "export")
+            roles.learners.call_all("save_checkpoint", str(final), rcfg.model.policy)
         finally:
             writer.close()
             roles.shutdown()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
 from rlaif_ray import checkpoint as ckpt
@@ -9,47 +11,76 @@ from rlaif_ray.driver.pools import get_with_timeout
 from rlaif_ray.driver.train import RunState
 from rlaif_ray.run_dir import read_metrics, rewrite_jsonl, rewrite_metrics
 
+log = logging.getLogger("rlaif_ray")
+# The time of this process's last checkpoint (or restore), kept on the RunState object.
+_CLOCK = "checkpoint_clock"
+
 
 def save_checkpoint(run: RunState, run_dir: Path) -> Path:
     """Every learner rank writes its DeepSpeed state into a staging folder; the driver's
-    state goes in last and the folder is renamed into place."""
+    state and the manifest (sizes, sha256, the seconds this took) go in last and the folder
+    is renamed into place."""
+    start = time.perf_counter()
     staging = ckpt.staging_dir(run_dir, run.iteration)
     refs = [l.save_checkpoint.remote(str(staging), run.cfg.model.policy) for l in run.roles.learners.actors]
     get_with_timeout(refs, run.cfg.run.call_timeout_s, "learner", "checkpoint save")
+    save_s = time.perf_counter() - start
     state = {
         "iteration": run.iteration,
         "policy_version": run.policy_version,
         "data": run.stream.state_dict(),
         "kl_controller": run.kl.state_dict(),
-        "redone_prompts": run.redone_prompts,
+        "recovery": run.roles.recovery.state_dict(),
         "seed": run.cfg.run.seed,
     }
-    return ckpt.commit(staging, state, run.cfg.run.keep_checkpoints)
+    final = ckpt.commit(staging, state, run.cfg.run.keep_checkpoints, timing={"save_s": round(save_s, 3)})
+    setattr(run, _CLOCK, time.monotonic())
+    return final
 
 
 def should_checkpoint(run: RunState) -> bool:
-    every = run.cfg.run.checkpoint_every
-    return run.iteration == run.cfg.run.iterations or bool(every and run.iteration % every == 0)
+    """At the last iteration, and every `run.checkpoint_every` iterations or, when that is 0
+    (the default), once `run.checkpoint_every_minutes` have passed since this process's last
+    checkpoint (or its restore, or for a new run since its run dir was created, i.e. before
+    actor start-up)."""
+    every, minutes = run.cfg.run.checkpoint_every, run.cfg.run.checkpoint_every_minutes
+    if run.iteration == run.cfg.run.iterations:
+        return True
+    if every:
+        return run.iteration % every == 0
+    if not minutes:
+        return False
+    last = getattr(run, _CLOCK, None)
+    if last is None:  # a new run: its clock starts when prepare_run_dir wrote config.yaml
+        config_file = Path(run.run_dir or ".") / "config.yaml"
+        age = time.time() - config_file.stat().st_mtime if config_file.exists() else 0.0
+        last = time.monotonic() - max(age, 0.0)
+        setattr(run, _CLOCK, last)
+    return time.monotonic() - last >= 60 * minutes
 
 
-def restore(run: RunState, run_dir: Path) -> Path:
-    """Load the latest checkpoint into the learners and the driver, then bring every rollout
-    engine to the restored weights before the first generation."""
-    latest = ckpt.latest_checkpoint(run_dir)
-    if latest is None:
-        raise FileNotFoundError(f"--resume {run_dir}: no complete checkpoint in {ckpt.checkpoint_root(run_dir)}")
+def restore(run: RunState, run_dir: Path, checkpoint: Path | None = None) -> Path:
+    """Load `checkpoint` (default: the newest intact one, see checkpoint.choose_resume_checkpoint)
+    into the learners and the driver, then bring every rollout engine to the restored weights
+    before the first generation. train_run chooses and verifies it before Ray starts."""
+    if checkpoint is None:
+        checkpoint, warnings = ckpt.choose_resume_checkpoint(run_dir)
+        for line in warnings:
+            log.warning("%s", line)
+    latest = Path(checkpoint)
     state = ckpt.read_state(latest)
     refs = [l.load_checkpoint.remote(str(latest)) for l in run.roles.learners.actors]
     get_with_timeout(refs, run.cfg.run.call_timeout_s, "learner", "checkpoint load")
     run.iteration, run.policy_version = state["iteration"], state["policy_version"]
     run.stream.load_state_dict(state["data"])
     run.kl.load_state_dict(state["kl_controller"])
-    run.redone_prompts = state.get("redone_prompts", 0)
-    run.sync.push(run.roles.learners.actors, run.roles.rollout.actors, run.roles.rollout.names(), run.policy_version)
+    run.roles.recovery.load_state_dict(state.get("recovery", {}))
+    run.sync.push(run.roles.learners, run.roles.rollout, run.policy_version)
     # Rows logged after the checkpoint belong to iterations that will run again.
     rows = read_metrics(run_dir)
     rewrite_metrics(run_dir, [r for r in rows if r["iteration"] <= run.iteration],
                     discarded=[r for r in rows if r["iteration"] > run.iteration])
     for name in ("prompts.jsonl", "samples.jsonl"):
         rewrite_jsonl(run_dir / name, lambda r: r["iteration"] <= run.iteration)
+    setattr(run, _CLOCK, time.monotonic())
     return latest

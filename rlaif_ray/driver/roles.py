@@ -5,7 +5,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from actors.labeler import LabelerActor
+from actors.learner import LearnerWorker
+from actors.reference import ReferenceActor
+from actors.reward_model import RewardModelActor
+from actors.rollout import RolloutActor
 from rlaif_ray.config import RunConfig
+from rlaif_ray.driver.calls import CallPolicy, Recovery
 from rlaif_ray.driver.logs import STREAM, RunLogs
 from rlaif_ray.driver.pools import ActorPool, describe_roles, get_with_timeout, wait_all_ready
 from rlaif_ray.driver.runtime import actor_env
@@ -18,6 +24,7 @@ class Roles:
     reference: ActorPool | None  # None when started without it (rejection sampling)
     learners: ActorPool
     scorers: dict[str, ActorPool] | None = None  # source name -> pool, one per reward_model/classifier source
+    recovery: Recovery | None = None             # replacements and redone prompts, shared by the pools
 
     def all(self) -> list[ActorPool]:
         pools = [p for p in (self.rollout, self.labeler, self.reference, self.learners) if p is not None]
@@ -35,15 +42,14 @@ def start_roles(cfg: RunConfig, reference: bool = True, logs: RunLogs = STREAM) 
     terminal which roles are starting, then when each is ready; each actor's output goes to
     its file under `logs`.
     """
-    from actors.labeler import LabelerActor
-    from actors.learner import LearnerWorker
-    from actors.reference import ReferenceActor
-    from actors.reward_model import RewardModelActor
-    from actors.rollout import RolloutActor
-
     env = actor_env(cfg.ray)
     timeout = cfg.run.startup_timeout_s
     w = cfg.learner.num_workers
+    recovery = Recovery()
+
+    def pool(role, cls, resources, count, make_args):
+        return ActorPool(role, cls, resources, count, make_args, env, timeout, logs, CallPolicy.of(cfg.run),
+                         recovery=recovery)
     scorer_sources = [(k, s) for k, s in enumerate(cfg.reward.sources) if s.kind in ("reward_model", "classifier")]
     counts = [("rollout", cfg.rollout.num_actors)]  # in the order of Roles.all()
     counts += [("labeler", cfg.labeler.num_actors)] if cfg.uses_labeler else []
@@ -51,23 +57,29 @@ def start_roles(cfg: RunConfig, reference: bool = True, logs: RunLogs = STREAM) 
     counts += [("learner", w)] + [(s.label, s.num_actors) for _, s in scorer_sources]
     started = time.perf_counter()
     logs.say(f"starting {describe_roles(counts)}")
-    learners = ActorPool("learner", LearnerWorker, cfg.learner.resources, w, lambda r: (cfg, r, w), env, timeout, logs)
-    # The rendezvous address is rank 0's node, wherever Ray placed it.
-    addr, port = get_with_timeout(learners.actors[0].rendezvous_address.remote(), timeout, "learner-0", "start-up")
-    setups = [a.setup.remote(addr, port) for a in learners.actors]
-    rollout = ActorPool("rollout", RolloutActor, cfg.rollout.resources, cfg.rollout.num_actors,
-                        lambda r: (cfg, r), env, timeout, logs)
+    learners, setups = start_learners(cfg, logs)
+    rollout = pool("rollout", RolloutActor, cfg.rollout.resources, cfg.rollout.num_actors, lambda r: (cfg, r))
     labeler = None
     if cfg.uses_labeler:
-        labeler = ActorPool("labeler", LabelerActor, cfg.labeler.resources, cfg.labeler.num_actors,
-                            lambda r: (cfg, r), env, timeout, logs)
+        labeler = pool("labeler", LabelerActor, cfg.labeler.resources, cfg.labeler.num_actors, lambda r: (cfg, r))
     ref_pool = None
     if reference:
-        ref_pool = ActorPool("reference", ReferenceActor, cfg.reference.resources, 1, lambda r: (cfg,), env, timeout, logs)
-    scorers = {s.label: ActorPool(s.label, RewardModelActor, s.resources, s.num_actors,
-                                  lambda r, k=k: (cfg, k, r), env, timeout, logs)
+        ref_pool = pool("reference", ReferenceActor, cfg.reference.resources, 1, lambda r: (cfg,))
+    scorers = {s.label: pool(s.label, RewardModelActor, s.resources, s.num_actors, lambda r, k=k: (cfg, k, r))
                for k, s in scorer_sources}
-    roles = Roles(rollout, labeler, ref_pool, learners, scorers)
+    roles = Roles(rollout, labeler, ref_pool, learners, scorers, recovery)
     # Learners count as ready once their DeepSpeed set-up is done.
     wait_all_ready(roles.all(), timeout, logs, started, also={"learner": setups})
     return roles
+
+
+def start_learners(cfg: RunConfig, logs: RunLogs = STREAM) -> tuple[ActorPool, list]:
+    """The learner group and the refs of its DeepSpeed set-up (done when they resolve). One
+    group: a lost member is not replaced alone (`replaceable=False`); the run rebuilds it."""
+    w = cfg.learner.num_workers
+    learners = ActorPool("learner", LearnerWorker, cfg.learner.resources, w, lambda r: (cfg, r, w),
+                         actor_env(cfg.ray), cfg.run.startup_timeout_s, logs, CallPolicy.of(cfg.run), replaceable=False)
+    # The rendezvous address is rank 0's node, wherever Ray placed it.
+    addr, port = get_with_timeout(learners.actors[0].rendezvous_address.remote(), cfg.run.startup_timeout_s,
+                                  "learner-0", "start-up")
+    return learners, [a.setup.remote(addr, port) for a in learners.actors]

@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from rlaif_ray.algorithms import make_kl_controller
-from rlaif_ray.checkpoint import latest_checkpoint
+from rlaif_ray.checkpoint import CheckpointError, choose_resume_checkpoint
 from rlaif_ray.config import RunConfig
 from rlaif_ray.data import prompt_stream
 from rlaif_ray.driver.logs import RunLogs
-from rlaif_ray.driver.pools import ActorFailed
+from rlaif_ray.driver import chaos
+from rlaif_ray.driver.pools import wait_all_ready
 from rlaif_ray.driver.resume import restore, save_checkpoint, should_checkpoint
-from rlaif_ray.driver.roles import start_roles
+from rlaif_ray.driver.roles import start_learners, start_roles
 from rlaif_ray.driver.runtime import ray_session
 from rlaif_ray.driver.sync import make_weight_sync
 from rlaif_ray.driver.train import RunState, run_iteration
 from rlaif_ray.modeling import load_tokenizer
 from rlaif_ray.preflight import check_models
 from rlaif_ray.probe import probe_prompt
-from rlaif_ray.run_dir import MetricsWriter, RunStopped, prepare_run_dir, read_metrics
+from rlaif_ray.errors import ActorFailed, RunStopped
+from rlaif_ray.run_dir import MetricsWriter, prepare_run_dir, read_metrics
 
 log = logging.getLogger("rlaif_ray")
 
@@ -40,25 +43,41 @@ def train_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, overwri
     with logs.quiet_loading():
         stream = prompt_stream(cfg.data, tokenizer, cfg.model.policy, cfg.run.seed)
     prepare_run_dir(run_dir, cfg, resume, overwrite)
+    # Before any actor starts: a damaged checkpoint is skipped (one warning line naming the
+    # file), and with none intact the run stops here (CheckpointError: one line, exit 2).
+    checkpoint, skipped = choose_resume_checkpoint(run_dir) if resume else (None, [])
+    for line in skipped:
+        log.warning("%s", line)
     writer = None
     with ray_session(cfg.ray, logs):
         roles = start_roles(cfg, logs=logs)
         try:
             run = RunState(cfg, roles, stream, make_kl_controller(cfg.kl.controller, cfg.kl.coef, cfg.kl.target, cfg.kl.horizon),
-                           make_weight_sync(cfg.sync), probe_prompt(tokenizer), run_dir)
+                           make_weight_sync(cfg.sync, roles.rollout), probe_prompt(tokenizer), run_dir)
             if resume:
-                restored = restore(run, run_dir)
+                restored = restore(run, run_dir, checkpoint)
                 log.warning("resumed from %s at iteration %d", restored, run.iteration)
             # After restore: a resumed run's TensorBoard hides the steps it is about to redo.
             writer = MetricsWriter(run_dir, cfg.run.name, first_step=run.iteration + 1)
             bar = tqdm(total=cfg.run.iterations, initial=run.iteration, desc=cfg.run.name, disable=not progress,
                        unit="iter", dynamic_ncols=True, file=logs.terminal)
+            run.chaos = chaos.install(roles, cfg.chaos.faults, lambda: run.iteration + 1)
             while run.iteration < cfg.run.iterations:
-                row = _iteration_or_stop(run, run_dir)
-                writer.write(row)
-                writer.write_samples(run.iteration, run.samples)
-                if should_checkpoint(run):
-                    save_checkpoint(run, run_dir)
+                try:
+                    row = run_iteration(run)
+                    writer.write(row)
+                    writer.write_samples(run.iteration, run.samples)
+                    if should_checkpoint(run):
+                        save_checkpoint(run, run_dir)
+                except ActorFailed as err:
+                    if not err.actor.startswith("learner"):
+                        raise
+                    writer.close()
+                    restart_learners(run, run_dir, err, logs)
+                    writer = MetricsWriter(run_dir, cfg.run.name, first_step=run.iteration + 1)
+                    bar.n = run.iteration
+                    bar.refresh()
+                    continue
                 bar.update(1)
                 bar.set_postfix(reward=f"{row['reward/mean']:+.3f}", kl=f"{row['kl/mean']:.3f}",
                                 s=f"{row['timing/iteration']:.1f}")
@@ -73,17 +92,39 @@ def train_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, overwri
     return summary
 
 
-def _iteration_or_stop(run: RunState, run_dir: Path) -> dict:
-    """A learner's death ends the run (its optimiser state is gone); say how to go on."""
+def restart_learners(run: RunState, run_dir: Path, err: ActorFailed, logs: RunLogs) -> None:
+    """A learner worker was lost: its DeepSpeed group (and optimiser state) is gone. Rebuild
+    the group, load the newest intact checkpoint into it, bring the engines to its weights
+    and go on from there; the iterations after the checkpoint are redone, exactly as
+    `--resume` would. Up to `run.max_learner_restarts` times; then, or with no checkpoint,
+    the run stops with the command that resumes it."""
+    cfg, done = run.cfg, run.roles.recovery.restarts.get("learner", 0)
     try:
-        return run_iteration(run)
-    except ActorFailed as err:
-        if not err.actor.startswith("learner"):
-            raise
-        latest = latest_checkpoint(run_dir)
-        where = f"the last checkpoint is {latest.name}" if latest else "no checkpoint was written yet"
-        raise RunStopped(f"a learner worker failed at iteration {run.iteration + 1} ({err}); continue the run with "
-                         f"`rlaif-ray train --resume {run_dir}` ({where})") from None
+        checkpoint, skipped = choose_resume_checkpoint(run_dir)
+    except CheckpointError:
+        checkpoint, skipped = None, []
+    if checkpoint is None or done >= cfg.run.max_learner_restarts:
+        why = "no intact checkpoint yet" if checkpoint is None else \
+            f"{done} learner restarts already (run.max_learner_restarts); newest intact checkpoint: {checkpoint.name}"
+        raise RunStopped(f"{err} at iteration {run.iteration + 1}; {why}: continue the run with "
+                         f"`rlaif-ray train --resume {run_dir}`") from None
+    for line in skipped:
+        log.warning("%s", line)
+    log.warning("%s at iteration %d; rebuilding the learner group from %s (restart %d of %d)",
+                err, run.iteration + 1, checkpoint.name, done + 1, cfg.run.max_learner_restarts)
+    run.roles.learners.shutdown()
+    learners, setups = start_learners(cfg, logs)
+    learners.recovery = run.roles.recovery
+    wait_all_ready([learners], cfg.run.startup_timeout_s, logs, time.perf_counter(), also={"learner": setups})
+    run.roles.learners = learners
+    if run.chaos is not None:
+        run.chaos.install(learners)
+    counts = run.roles.recovery.state_dict()  # this process's counts, not the checkpoint's
+    failed_at = run.iteration + 1
+    restore(run, run_dir, checkpoint)
+    run.roles.recovery.load_state_dict(counts)
+    run.roles.recovery.count("learner", (failed_at - run.iteration) * cfg.data.prompts_per_iteration)
+    run.probed_restarts = None  # probe the engines against the rebuilt learners
 
 
 def summarize(rows: list[dict], window: int = 3) -> dict:

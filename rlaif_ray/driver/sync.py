@@ -15,13 +15,17 @@ from typing import Protocol
 import ray
 
 from rlaif_ray.config import SyncSection
-from rlaif_ray.driver.pools import get_with_timeout
+from rlaif_ray.driver.pools import ActorPool, get_with_timeout
+from rlaif_ray.errors import ActorFailed
 from rlaif_ray.nccl_plan import group_layout
 
 
 class WeightSync(Protocol):
-    def push(self, learners: list, rollouts: list, rollout_names: list[str], version: int) -> dict:
+    def push(self, learners: ActorPool, rollout: ActorPool, version: int) -> dict:
         """Make every rollout engine serve the learner's current weights as `version`."""
+
+    def load_latest(self, actor, name: str) -> None:
+        """Bring one (replacement) rollout actor to the newest weights; raises Ray's error."""
 
 
 class ObjectStoreSync:
@@ -30,22 +34,18 @@ class ObjectStoreSync:
         self.latest: list = []   # bucket refs of the newest weights (for replacement actors)
         self.latest_version = 0
 
-    def push(self, learners: list, rollouts: list, rollout_names: list[str], version: int) -> dict:
+    def push(self, learners: ActorPool, rollout: ActorPool, version: int) -> dict:
         start = time.perf_counter()
-        per_rank = get_with_timeout([l.put_weight_buckets.remote(self.cfg.bucket_mib) for l in learners],
-                                    self.cfg.timeout_s, "learner-0", "weight gather")
-        self.latest, self.latest_version = per_rank[0], version
+        self.latest = learners.call_all("put_weight_buckets", self.cfg.bucket_mib, timeout_s=self.cfg.timeout_s)[0]
+        self.latest_version = version
         gathered = time.perf_counter() - start
-        loads = [r.load_weights.remote(self.latest, version) for r in rollouts]
-        for name, ref in zip(rollout_names, loads):
-            get_with_timeout(ref, max(self.cfg.timeout_s - (time.perf_counter() - start), 1.0), name, "weight load")
+        # A rollout actor lost now (or since its last call) is replaced, loads self.latest, and loads again.
+        rollout.map("load_weights", [(self.latest, version)] * len(rollout.actors), timeout_s=self.cfg.timeout_s)
         return {"sync/seconds_gather": gathered, "sync/buckets": len(self.latest)}
 
-    def load_latest(self, rollout, name: str) -> None:
-        """Bring one (replacement) rollout actor to the newest weights."""
+    def load_latest(self, actor, name: str) -> None:
         if self.latest:
-            get_with_timeout(rollout.load_weights.remote(self.latest, self.latest_version),
-                             self.cfg.timeout_s, name, "weight load")
+            ray.get(actor.load_weights.remote(self.latest, self.latest_version), timeout=self.cfg.timeout_s)
 
 
 class NcclSync:
@@ -67,7 +67,19 @@ class NcclSync:
         self.learners: list = []
         self.latest_version = 0
 
-    def push(self, learners: list, rollouts: list, rollout_names: list[str], version: int) -> dict:
+    def push(self, learners: ActorPool, rollout: ActorPool, version: int) -> dict:
+        """A rollout actor lost during the push is replaced (it loads the newest weights through
+        the object store) and the push is tried once more with a freshly formed group."""
+        try:
+            return self._push(learners.actors, rollout.actors, rollout.names(), version)
+        except ActorFailed as err:
+            if err.actor.startswith("learner"):
+                raise
+            for i in range(len(rollout.actors)):
+                rollout.call(i, "ping", timeout_s=self.cfg.timeout_s)  # replaces the lost ones
+            return self._push(learners.actors, rollout.actors, rollout.names(), version)
+
+    def _push(self, learners: list, rollouts: list, rollout_names: list[str], version: int) -> dict:
         start = time.perf_counter()
         self.learners = list(learners)
         formed = 0.0
@@ -110,18 +122,20 @@ class NcclSync:
     def _left(self, start: float) -> float:
         return max(self.cfg.timeout_s - (time.perf_counter() - start), 1.0)
 
-    def load_latest(self, rollout, name: str) -> None:
+    def load_latest(self, actor, name: str) -> None:
         """A replacement rollout actor gets the newest weights through the object store (it has
         no rank in the group yet); the next push re-forms the group with it."""
         self.members = None
         if self.latest_version and self.learners:
-            per_rank = get_with_timeout([l.put_weight_buckets.remote(self.cfg.bucket_mib) for l in self.learners],
-                                        self.cfg.timeout_s, "learner-0", "weight gather")
-            get_with_timeout(rollout.load_weights.remote(per_rank[0], self.latest_version),
-                             self.cfg.timeout_s, name, "weight load")
+            per_rank = ray.get([l.put_weight_buckets.remote(self.cfg.bucket_mib) for l in self.learners],
+                               timeout=self.cfg.timeout_s)
+            ray.get(actor.load_weights.remote(per_rank[0], self.latest_version), timeout=self.cfg.timeout_s)
 
 
-def make_weight_sync(cfg: SyncSection) -> WeightSync:
-    if cfg.backend == "object_store":
-        return ObjectStoreSync(cfg)
-    return NcclSync(cfg)
+def make_weight_sync(cfg: SyncSection, rollout: ActorPool | None = None) -> WeightSync:
+    """The configured backend; given the rollout pool, its replacement actors start from the
+    newest weights."""
+    sync = ObjectStoreSync(cfg) if cfg.backend == "object_store" else NcclSync(cfg)
+    if rollout is not None:
+        rollout.on_replace = sync.load_latest
+    return sync

@@ -57,7 +57,7 @@ def run(ray_local, make_config):
 def _push(run: RunState) -> dict:
     run.policy_version += 1
     r = run.roles
-    return run.sync.push(r.learners.actors, r.rollout.actors, r.rollout.names(), run.policy_version)
+    return run.sync.push(r.learners, r.rollout, run.policy_version)
 
 
 @pytest.mark.slow
@@ -84,7 +84,7 @@ def test_broadcast_reaches_every_engine_and_the_probe_agrees(run):
 @pytest.mark.slow
 def test_replacement_engine_catches_up_and_the_group_reforms(run):
     pool = run.roles.rollout
-    fresh = pool.replace(0, run.cfg.run.startup_timeout_s)
+    fresh = pool.replace(0)
     run.sync.load_latest(fresh, "rollout-0")           # object store: no rank in the group yet
     assert probe(run)["sync/max_logprob_diff"] <= 1e-4
     _perturb(run.roles.learners.actors[0], seed=3)

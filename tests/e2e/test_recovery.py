@@ -25,6 +25,8 @@ def test_dead_rollout_and_stalled_labeler_are_replaced(ray_local, make_config, t
     assert rows[1]["recovery/redone_prompts"] == 4    # rollout-0's half of the 8 prompts
     assert rows[1]["recovery/actor_restarts"] == 1
     assert rows[2]["recovery/actor_restarts"] == 2    # + the stalled labeler
+    assert rows[2]["recovery/redone_prompts"] == 12   # + the labeler's share: all 8 prompts
+    assert rows[2]["recovery/labeler/restarts"] == 1 and rows[2]["recovery/rollout/redone_prompts"] == 4
     # The replacement rollout-0 got the current weights: the probe reads engine 0.
     # (A replacement always brings a probe, whatever sync.probe_every says.)
     assert all(r["sync/max_logprob_diff"] <= 1e-4 for r in rows if "sync/max_logprob_diff" in r)
@@ -32,9 +34,9 @@ def test_dead_rollout_and_stalled_labeler_are_replaced(ray_local, make_config, t
 
 
 @pytest.mark.slow
-def test_dead_learner_stops_with_resume_hint(ray_local, make_config, tmp_path):
+def test_lost_learner_past_its_restarts_stops_with_resume_hint(ray_local, make_config, tmp_path):
     run_dir = tmp_path / "run"
-    cfg = make_config("run.iterations=3", "run.checkpoint_every=1", "data.prompts_per_iteration=4",
+    cfg = make_config("run.iterations=3", "run.checkpoint_every=1", "data.prompts_per_iteration=4", "run.max_learner_restarts=0",
                       "ppo.minibatch_size=16", "chaos.faults=[{role: learner, actor: 1, iteration: 2}]")
     with pytest.raises(RunStopped) as stop:
         train_run(cfg, run_dir, progress=False)

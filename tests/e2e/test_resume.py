@@ -18,10 +18,22 @@ def _prompts(run_dir):
     return [json.loads(l) for l in (run_dir / "prompts.jsonl").read_text().splitlines()]
 
 
+COMMON = ("data.prompts_per_iteration=4", "ppo.minibatch_size=16", "run.checkpoint_every=2")
+NUMBERS = ("reward/mean", "kl/mean", "loss/policy", "response_length/mean")
+
+
+@pytest.fixture(scope="module")
+def straight(ray_local, make_config, tmp_path_factory):
+    """4 iterations without interruption: what the resumed and restarted runs must match."""
+    run_dir = tmp_path_factory.mktemp("straight") / "run"
+    train_run(make_config("run.iterations=4", *COMMON), run_dir, progress=False)
+    return run_dir
+
+
 @pytest.mark.slow
-def test_resume_continues_exactly(ray_local, make_config, tmp_path):
-    common = ("data.prompts_per_iteration=4", "ppo.minibatch_size=16", "run.checkpoint_every=2")
-    train_run(make_config("run.iterations=4", *common), tmp_path / "straight", progress=False)
+def test_resume_continues_exactly(straight, make_config, tmp_path):
+    common = COMMON
+    shutil.copytree(straight, tmp_path / "straight")
     split = tmp_path / "split"
     train_run(make_config("run.iterations=3", *common), split, progress=False)
     # As if the process died after logging iteration 3 but before its checkpoint: the resumed
@@ -40,7 +52,7 @@ def test_resume_continues_exactly(ray_local, make_config, tmp_path):
     sa, sb = ([key(json.loads(l)) for l in (d / "samples.jsonl").read_text().splitlines()] for d in (tmp_path / "straight", split))
     assert sa == sb and [k[0] for k in sa] == [1] * 4 + [2] * 4 + [3] * 4 + [4] * 4
     for ra, rb in zip(a, b):
-        for key in ("reward/mean", "kl/mean", "loss/policy", "response_length/mean"):
+        for key in NUMBERS:
             print(ra["iteration"], key, ra[key], rb[key])
             assert abs(ra[key] - rb[key]) <= 1e-4, (ra["iteration"], key, ra[key], rb[key])
     # The whole run, not only the resumed part: summary.json and TensorBoard show 1..4 once each.
@@ -53,6 +65,24 @@ def test_resume_continues_exactly(ray_local, make_config, tmp_path):
     assert [s for s, _ in tb_b["reward/mean"]] == [1, 2, 3, 4]
     for (sa_, va), (sb_, vb) in zip(tb_a["reward/mean"], tb_b["reward/mean"]):
         assert sa_ == sb_ and abs(va - vb) <= 1e-4
+
+
+@pytest.mark.slow
+def test_lost_learner_is_rebuilt_from_the_checkpoint(straight, make_config, tmp_path):
+    """SIGKILL of learner-1 at iteration 3: the group is rebuilt from the checkpoint at 2,
+    iteration 3 is redone, and the run ends with the uninterrupted run's numbers."""
+    run_dir = tmp_path / "run"
+    train_run(make_config("run.iterations=4", *COMMON, "chaos.faults=[{role: learner, actor: 1, iteration: 3}]"),
+              run_dir, progress=False)
+    a, b = read_metrics(straight), read_metrics(run_dir)
+    assert [r["iteration"] for r in b] == [1, 2, 3, 4]
+    for ra, rb in zip(a, b):
+        for key in NUMBERS:
+            assert abs(ra[key] - rb[key]) <= 1e-4, (ra["iteration"], key, ra[key], rb[key])
+    assert b[-1]["recovery/learner/restarts"] == 1 and b[-1]["recovery/learner/redone_prompts"] == 4
+    assert "sync/max_logprob_diff" in b[2] and b[2]["sync/max_logprob_diff"] <= 1e-4  # probed after the rebuild
+    assert json.loads((run_dir / "summary.json").read_text())["iterations"] == 4
+    assert [s for s, _ in _tensorboard_scalars(run_dir)["reward/mean"]] == [1, 2, 3, 4]
 
 
 def _tensorboard_scalars(run_dir) -> dict[str, list[tuple[int, float]]]:

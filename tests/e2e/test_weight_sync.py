@@ -30,7 +30,7 @@ def run(ray_local, make_config):
     stream = PromptStream(load_prompts(cfg.data.source, "prompt"), PromptFormatter(tok, False, None, "policy"),
                           64, "truncate", 0)
     roles = start_roles(cfg)
-    state = RunState(cfg, roles, stream, make_kl_controller("fixed", 0.02), make_weight_sync(cfg.sync),
+    state = RunState(cfg, roles, stream, make_kl_controller("fixed", 0.02), make_weight_sync(cfg.sync, roles.rollout),
                      probe_prompt(tok))
     yield state
     roles.shutdown()

@@ -82,8 +82,7 @@ def test_nccl_sync_matches_learner(run):
     _perturb(learner, seed=1)
     before = probe(run)["sync/max_logprob_diff"]
     run.policy_version += 1
-    stats = run.sync.push(run.roles.learners.actors, run.roles.rollout.actors, run.roles.rollout.names(),
-                          run.policy_version)
+    stats = run.sync.push(run.roles.learners, run.roles.rollout, run.policy_version)
     after = probe(run)["sync/max_logprob_diff"]
     print(f"NCCL sync: probe diff before {before:.2e}, after {after:.2e}; {stats}")
     assert before > 1e-3 and after <= 1e-4
@@ -92,6 +91,5 @@ def test_nccl_sync_matches_learner(run):
         ray.get(learner.generate_greedy.remote(prompts, 10))
     _perturb(learner, seed=2)
     run.policy_version += 1
-    again = run.sync.push(run.roles.learners.actors, run.roles.rollout.actors, run.roles.rollout.names(),
-                          run.policy_version)
+    again = run.sync.push(run.roles.learners, run.roles.rollout, run.policy_version)
     assert again["sync/seconds_group"] == 0.0 and probe(run)["sync/max_logprob_diff"] <= 1e-4
