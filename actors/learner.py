@@ -7,8 +7,6 @@ its own slice of rows and rank 0 answers for the group where one answer is neede
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import numpy as np
 import ray
 import torch
 
+from actors import process_group
 from rlaif_ray.algorithms import kl_penalty_loss, masked_mean, ppo_policy_loss, ppo_value_loss
 from rlaif_ray.batch import RolloutBatch, build_shard
 from rlaif_ray.config import RunConfig
@@ -50,19 +49,12 @@ class LearnerWorker:
 
     def rendezvous_address(self) -> tuple[str, int]:
         """Rank 0's node address and a free port on that node, for the group's rendezvous."""
-        with socket.socket() as s:
-            s.bind(("", 0))
-            return ray.util.get_node_ip_address(), s.getsockname()[1]
+        return process_group.rendezvous_address()
 
     def setup(self, master_addr: str, master_port: int) -> str:
         """Join the process group and build the DeepSpeed engines (all ranks at once)."""
-        # torch.distributed's env:// rendezvous reads these; they are this process's own.
-        os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port), RANK=str(self.rank),
-                          WORLD_SIZE=str(self.world), LOCAL_RANK="0")
-        import deepspeed
-
         cfg = self.cfg
-        deepspeed.init_distributed(dist_backend=cfg.dist_backend)
+        process_group.join(master_addr, master_port, self.rank, self.world, cfg.dist_backend)
         torch.manual_seed(cfg.run.seed)
         ds_cfg = deepspeed_config(cfg)
         self.policy = self._engine(load_causal_lm(cfg.model.policy, cfg.model.dtype, cfg.model.trust_remote_code),

@@ -16,16 +16,14 @@ means; `save` is collective (ZeRO-3 gathers) and rank 0 writes the HF folder.
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import time
 from pathlib import Path
 
 import numpy as np
-import ray
 import torch
 
+from actors import process_group
 from rlaif_ray.config import RunConfig
 from rlaif_ray.modeling import DTYPES
 from rlaif_ray.prompts import formatter_for
@@ -64,14 +62,10 @@ class PreferenceLearnerWorker:
 
     def rendezvous_address(self) -> tuple[str, int]:
         """Rank 0's node address and a free port on that node, for the group's rendezvous."""
-        with socket.socket() as s:
-            s.bind(("", 0))
-            return ray.util.get_node_ip_address(), s.getsockname()[1]
+        return process_group.rendezvous_address()
 
     def setup(self, master_addr: str, master_port: int, data: dict) -> dict:
         """Join the group, build the engine, tokenize `data` = {"train": Pairs, "eval": Pairs}."""
-        os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port), RANK=str(self.rank),
-                          WORLD_SIZE=str(self.world), LOCAL_RANK="0")
         import deepspeed
         from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -79,7 +73,8 @@ class PreferenceLearnerWorker:
         start = time.perf_counter()
         hf_logging.disable_progress_bar()  # per-rank "Loading weights" bars would bury the run's own
         m = self.cfg.model
-        deepspeed.init_distributed(dist_backend="nccl" if self.sec.resources.num_gpus > 0 else "gloo")
+        process_group.join(master_addr, master_port, self.rank, self.world,
+                           "nccl" if self.sec.resources.num_gpus > 0 else "gloo")
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, trust_remote_code=m.trust_remote_code)
         if self.tokenizer.pad_token_id is None:  # e.g. Llama: pad with eos (the RM reads the last non-pad token)
             self.tokenizer.pad_token = self.tokenizer.eos_token

@@ -6,6 +6,7 @@ DeepSpeed learners; only the models are tiny.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 
 import pytest
@@ -38,8 +39,9 @@ def ray_local():
     temp_dir = tempfile.mkdtemp(prefix="rr-e2e-", dir="/tmp")
     ray.init(address="local", num_cpus=8, include_dashboard=False, object_store_memory=512 * 2**20,
              _temp_dir=temp_dir, runtime_env={"env_vars": actor_env(RayInit())})
-    yield
+    yield temp_dir
     ray.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
