@@ -52,3 +52,24 @@ def smollm2() -> Path:
     from fixtures.smollm2 import ensure_smollm2
 
     return ensure_smollm2(SMOLLM2_DIR)
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A private local Ray for every test of the session that needs one (its own temp dir; never attaches
+    to another cluster on this machine). Runs reuse it instead of starting their own."""
+    import shutil
+    import tempfile
+
+    import ray
+
+    from rlaif_ray.config import RayInit
+    from rlaif_ray.driver.runtime import actor_env
+
+    # Short path: Ray's Unix socket paths must stay under ~107 characters.
+    temp_dir = tempfile.mkdtemp(prefix="rr-e2e-", dir="/tmp")
+    ray.init(address="local", num_cpus=8, include_dashboard=False, object_store_memory=512 * 2**20,
+             _temp_dir=temp_dir, runtime_env={"env_vars": actor_env(RayInit())})
+    yield temp_dir
+    ray.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)

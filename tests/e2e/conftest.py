@@ -6,8 +6,6 @@ DeepSpeed learners; only the models are tiny.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 
 import pytest
 
@@ -24,24 +22,6 @@ def toy_prompts_file(tiny_models, tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "prompts-train.jsonl"
     write_toy_prompts_jsonl(path, 512, seed=0, split="train")
     return path
-
-
-@pytest.fixture(scope="session")
-def ray_local():
-    """A private local Ray for every e2e run of the session (its own temp dir; never attaches
-    to another cluster on this machine). Runs reuse it instead of starting their own."""
-    import ray
-
-    from rlaif_ray.driver.runtime import actor_env
-    from rlaif_ray.config import RayInit
-
-    # Short path: Ray's Unix socket paths must stay under ~107 characters.
-    temp_dir = tempfile.mkdtemp(prefix="rr-e2e-", dir="/tmp")
-    ray.init(address="local", num_cpus=8, include_dashboard=False, object_store_memory=512 * 2**20,
-             _temp_dir=temp_dir, runtime_env={"env_vars": actor_env(RayInit())})
-    yield temp_dir
-    ray.shutdown()
-    shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
