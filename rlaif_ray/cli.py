@@ -403,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     from rlaif_ray.data import DataError
-    from rlaif_ray.errors import ActorCodeError, ActorFailed, RunStopped
+    from rlaif_ray.errors import ActorCodeError, ActorFailed, RunStopped, last_line
     from rlaif_ray.run_dir import RunDirError
 
     try:
@@ -413,6 +413,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except (RunStopped, ActorFailed, ActorCodeError) as err:
         print(f"rlaif-ray: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:
+        if type(err).__module__.split(".")[0] != "ray":  # ours: a bug, show the traceback
+            raise
+        # Ray's own texts are pages long; the run's logs/driver.log holds what Ray printed.
+        print(f"rlaif-ray: Ray failed: {last_line(err)} (see logs/driver.log in the run dir)", file=sys.stderr)
         return 1
 
 

@@ -7,13 +7,10 @@ import time
 from pathlib import Path
 
 from rlaif_ray import checkpoint as ckpt
-from rlaif_ray.driver.pools import get_with_timeout
 from rlaif_ray.driver.train import RunState
 from rlaif_ray.run_dir import read_metrics, rewrite_jsonl, rewrite_metrics
 
 log = logging.getLogger("rlaif_ray")
-# The time of this process's last checkpoint (or restore), kept on the RunState object.
-_CLOCK = "checkpoint_clock"
 
 
 def save_checkpoint(run: RunState, run_dir: Path) -> Path:
@@ -22,10 +19,16 @@ def save_checkpoint(run: RunState, run_dir: Path) -> Path:
     is renamed into place."""
     start = time.perf_counter()
     staging = ckpt.staging_dir(run_dir, run.iteration)
-    refs = [l.save_checkpoint.remote(str(staging), run.cfg.model.policy) for l in run.roles.learners.actors]
-    get_with_timeout(refs, run.cfg.run.call_timeout_s, "learner", "checkpoint save")
+    run.roles.learners.call_all("save_checkpoint", str(staging), run.cfg.model.policy)
     save_s = time.perf_counter() - start
-    state = {
+    final = ckpt.commit(staging, driver_state(run), run.cfg.run.keep_checkpoints, timing={"save_s": round(save_s, 3)})
+    run.checkpoint_clock = time.monotonic()
+    return final
+
+
+def driver_state(run: RunState) -> dict:
+    """What the driver needs, beside the learners' state, to go on exactly from here."""
+    return {
         "iteration": run.iteration,
         "policy_version": run.policy_version,
         "data": run.stream.state_dict(),
@@ -33,9 +36,6 @@ def save_checkpoint(run: RunState, run_dir: Path) -> Path:
         "recovery": run.roles.recovery.state_dict(),
         "seed": run.cfg.run.seed,
     }
-    final = ckpt.commit(staging, state, run.cfg.run.keep_checkpoints, timing={"save_s": round(save_s, 3)})
-    setattr(run, _CLOCK, time.monotonic())
-    return final
 
 
 def should_checkpoint(run: RunState) -> bool:
@@ -50,12 +50,12 @@ def should_checkpoint(run: RunState) -> bool:
         return run.iteration % every == 0
     if not minutes:
         return False
-    last = getattr(run, _CLOCK, None)
+    last = run.checkpoint_clock
     if last is None:  # a new run: its clock starts when prepare_run_dir wrote config.yaml
         config_file = Path(run.run_dir or ".") / "config.yaml"
         age = time.time() - config_file.stat().st_mtime if config_file.exists() else 0.0
         last = time.monotonic() - max(age, 0.0)
-        setattr(run, _CLOCK, last)
+        run.checkpoint_clock = last
     return time.monotonic() - last >= 60 * minutes
 
 
@@ -69,18 +69,24 @@ def restore(run: RunState, run_dir: Path, checkpoint: Path | None = None) -> Pat
             log.warning("%s", line)
     latest = Path(checkpoint)
     state = ckpt.read_state(latest)
-    refs = [l.load_checkpoint.remote(str(latest)) for l in run.roles.learners.actors]
-    get_with_timeout(refs, run.cfg.run.call_timeout_s, "learner", "checkpoint load")
+    run.roles.learners.call_all("load_checkpoint", str(latest))
+    rewind(run, run_dir, state)
+    return latest
+
+
+def rewind(run: RunState, run_dir: Path, state: dict) -> None:
+    """Put the driver back to `state` (a checkpoint's, or the run's start) once the learners
+    hold the matching weights: the engines get them, and the rows logged after that point,
+    which belong to iterations that will run again, leave metrics.jsonl (kept aside in
+    metrics.discarded.jsonl), prompts.jsonl and samples.jsonl."""
     run.iteration, run.policy_version = state["iteration"], state["policy_version"]
     run.stream.load_state_dict(state["data"])
     run.kl.load_state_dict(state["kl_controller"])
     run.roles.recovery.load_state_dict(state.get("recovery", {}))
     run.sync.push(run.roles.learners, run.roles.rollout, run.policy_version)
-    # Rows logged after the checkpoint belong to iterations that will run again.
     rows = read_metrics(run_dir)
     rewrite_metrics(run_dir, [r for r in rows if r["iteration"] <= run.iteration],
                     discarded=[r for r in rows if r["iteration"] > run.iteration])
     for name in ("prompts.jsonl", "samples.jsonl"):
         rewrite_jsonl(run_dir / name, lambda r: r["iteration"] <= run.iteration)
-    setattr(run, _CLOCK, time.monotonic())
-    return latest
+    run.checkpoint_clock = time.monotonic()

@@ -16,7 +16,7 @@ from rlaif_ray.data import prompt_stream
 from rlaif_ray.driver.logs import RunLogs
 from rlaif_ray.driver import chaos
 from rlaif_ray.driver.pools import wait_all_ready
-from rlaif_ray.driver.resume import restore, save_checkpoint, should_checkpoint
+from rlaif_ray.driver.resume import driver_state, restore, rewind, save_checkpoint, should_checkpoint
 from rlaif_ray.driver.roles import start_learners, start_roles
 from rlaif_ray.driver.runtime import ray_session
 from rlaif_ray.driver.sync import make_weight_sync
@@ -54,6 +54,7 @@ def train_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, overwri
         try:
             run = RunState(cfg, roles, stream, make_kl_controller(cfg.kl.controller, cfg.kl.coef, cfg.kl.target, cfg.kl.horizon),
                            make_weight_sync(cfg.sync, roles.rollout), probe_prompt(tokenizer), run_dir)
+            run.start_state = driver_state(run)
             if resume:
                 restored = restore(run, run_dir, checkpoint)
                 log.warning("resumed from %s at iteration %d", restored, run.iteration)
@@ -61,7 +62,7 @@ def train_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, overwri
             writer = MetricsWriter(run_dir, cfg.run.name, first_step=run.iteration + 1)
             bar = tqdm(total=cfg.run.iterations, initial=run.iteration, desc=cfg.run.name, disable=not progress,
                        unit="iter", dynamic_ncols=True, file=logs.terminal)
-            run.chaos = chaos.install(roles, cfg.chaos.faults, lambda: run.iteration + 1)
+            run.chaos = chaos.install(roles, cfg.chaos.faults, lambda: run.running)
             while run.iteration < cfg.run.iterations:
                 try:
                     row = run_iteration(run)
@@ -94,24 +95,25 @@ def train_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, overwri
 
 def restart_learners(run: RunState, run_dir: Path, err: ActorFailed, logs: RunLogs) -> None:
     """A learner worker was lost: its DeepSpeed group (and optimiser state) is gone. Rebuild
-    the group, load the newest intact checkpoint into it, bring the engines to its weights
-    and go on from there; the iterations after the checkpoint are redone, exactly as
-    `--resume` would. Up to `run.max_learner_restarts` times; then, or with no checkpoint,
-    the run stops with the command that resumes it."""
+    the group, load the newest intact checkpoint into it (none yet: the fresh group holds the
+    run's starting weights, and the run starts over), bring the engines to its weights and go
+    on; the iterations after that point are redone, with the numbers an uninterrupted run
+    has, as `--resume` would. Up to `run.max_learner_restarts` times; then the run stops with
+    the command that resumes it."""
     cfg, done = run.cfg, run.roles.recovery.restarts.get("learner", 0)
     try:
         checkpoint, skipped = choose_resume_checkpoint(run_dir)
     except CheckpointError:
         checkpoint, skipped = None, []
-    if checkpoint is None or done >= cfg.run.max_learner_restarts:
-        why = "no intact checkpoint yet" if checkpoint is None else \
-            f"{done} learner restarts already (run.max_learner_restarts); newest intact checkpoint: {checkpoint.name}"
-        raise RunStopped(f"{err} at iteration {run.iteration + 1}; {why}: continue the run with "
+    if done >= cfg.run.max_learner_restarts:
+        where = f"newest intact checkpoint: {checkpoint.name}" if checkpoint else "no checkpoint yet"
+        raise RunStopped(f"{err} at iteration {run.running}; {done} learner restarts already "
+                         f"(run.max_learner_restarts); {where}: continue the run with "
                          f"`rlaif-ray train --resume {run_dir}`") from None
     for line in skipped:
         log.warning("%s", line)
-    log.warning("%s at iteration %d; rebuilding the learner group from %s (restart %d of %d)",
-                err, run.iteration + 1, checkpoint.name, done + 1, cfg.run.max_learner_restarts)
+    log.warning("%s at iteration %d; rebuilding the learner group from %s (restart %d of %d)", err, run.running,
+                checkpoint.name if checkpoint else "the starting weights", done + 1, cfg.run.max_learner_restarts)
     run.roles.learners.shutdown()
     learners, setups = start_learners(cfg, logs)
     learners.recovery = run.roles.recovery
@@ -120,8 +122,11 @@ def restart_learners(run: RunState, run_dir: Path, err: ActorFailed, logs: RunLo
     if run.chaos is not None:
         run.chaos.install(learners)
     counts = run.roles.recovery.state_dict()  # this process's counts, not the checkpoint's
-    failed_at = run.iteration + 1
-    restore(run, run_dir, checkpoint)
+    failed_at = run.running
+    if checkpoint is not None:
+        restore(run, run_dir, checkpoint)
+    else:
+        rewind(run, run_dir, run.start_state)
     run.roles.recovery.load_state_dict(counts)
     run.roles.recovery.count("learner", (failed_at - run.iteration) * cfg.data.prompts_per_iteration)
     run.probed_restarts = None  # probe the engines against the rebuilt learners

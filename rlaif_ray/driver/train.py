@@ -39,9 +39,12 @@ class RunState:
     probe_prompt: list[int]
     run_dir: Path | None = None  # where prompts.jsonl records which prompts each iteration saw
     policy_version: int = 0
-    iteration: int = 0
+    iteration: int = 0          # iterations done
+    running: int = 0            # the iteration under way (or last under way: its checkpoint save belongs to it)
     samples: list[dict] = field(default_factory=list)  # the last iteration's samples to show (samples.jsonl)
     chaos: object | None = None  # the installed fault injection (driver/chaos.py), tests only
+    start_state: dict | None = None  # the driver's state before iteration 1 (driver/resume.driver_state)
+    checkpoint_clock: float | None = None  # time.monotonic() of this process's last checkpoint or restore
     probed_restarts: int | None = None  # rollout restarts at this process's last probe; None: no probe yet
 
 
@@ -59,6 +62,7 @@ class StageTimer:
 def run_iteration(run: RunState) -> dict:
     """One PPO iteration; returns its metrics row."""
     t = StageTimer()
+    run.running = run.iteration + 1
     with t("iteration"):
         with t("prompts"):
             prompts = take_prompts(run)
