@@ -143,9 +143,9 @@ def test_should_checkpoint_by_minutes(tmp_path):
 
     (tmp_path / "config.yaml").write_text("run: {}\n")
     section = SimpleNamespace(iterations=100, checkpoint_every=0, checkpoint_every_minutes=5.0)
-    run = SimpleNamespace(cfg=SimpleNamespace(run=section), iteration=3, run_dir=tmp_path)
+    run = SimpleNamespace(cfg=SimpleNamespace(run=section), iteration=3, run_dir=tmp_path, checkpoint_clock=None)
     assert not should_checkpoint(run)  # the run dir was created just now
-    run = SimpleNamespace(cfg=SimpleNamespace(run=section), iteration=3, run_dir=tmp_path)
+    run = SimpleNamespace(cfg=SimpleNamespace(run=section), iteration=3, run_dir=tmp_path, checkpoint_clock=None)
     past = time.time() - 6 * 60
     os.utime(tmp_path / "config.yaml", (past, past))
     assert should_checkpoint(run)  # 6 minutes since the start, nothing saved yet
