@@ -226,11 +226,10 @@ COMMANDS = {"train": cmd_train, "make-tiny-models": cmd_make_tiny_models, "make-
 
 
 def add_bench_command(sub) -> None:
-    from bench.runner import BENCHMARKS
-
+    # bench/ is imported only when the bench verb runs (it is not part of the product).
     p = sub.add_parser("bench", help="Run the benchmarks; write bench/results/<name>.json and .md.")
-    p.add_argument("name", nargs="?", default="all", choices=["all", *BENCHMARKS],
-                   help="Which benchmark (default: all, one after another).")
+    p.add_argument("name", nargs="?", default="all",
+                   help="Which benchmark: all (default, one after another), rollout, sync, trl, scaling, overhead, memory.")
     p.add_argument("--quick", action="store_true", help="A seconds-long smoke run (tiny model, one repeat).")
     p.add_argument("--out", default=None, help="Results folder (default bench/results).")
     p.add_argument("--strict", action="store_true", help="Write no result taken while the machine was not quiet "
@@ -240,8 +239,11 @@ def add_bench_command(sub) -> None:
 def cmd_bench(args) -> int:
     from pathlib import Path
 
-    from bench.runner import RESULTS_DIR, expand, run_benchmarks
+    from bench.runner import BENCHMARKS, RESULTS_DIR, expand, run_benchmarks
 
+    if args.name not in ("all", *BENCHMARKS):
+        print(f"rlaif-ray bench: no benchmark {args.name!r}; choose all, {', '.join(BENCHMARKS)}", file=sys.stderr)
+        return EXIT_USAGE
     _, refused = run_benchmarks(expand(args.name), args.quick, Path(args.out) if args.out else RESULTS_DIR,
                                 strict=args.strict)
     return 1 if refused else 0  # bench/runner.py printed one line per refused result

@@ -178,7 +178,8 @@ class RewardSection(_Strict):
 
 
 class ReferenceSection(_Strict):
-    resources: Resources = Field(default_factory=Resources, description="Resources of the reference scorer.")
+    num_actors: int = Field(1, ge=1, description="Reference scorers; each takes a contiguous share of the rollout shards.")
+    resources: Resources = Field(default_factory=Resources, description="Resources of each reference scorer.")
     batch_size: int = Field(32, ge=1, description="Sequences per forward pass.")
 
 

@@ -53,7 +53,7 @@ def start_roles(cfg: RunConfig, reference: bool = True, logs: RunLogs = STREAM) 
     scorer_sources = [(k, s) for k, s in enumerate(cfg.reward.sources) if s.kind in ("reward_model", "classifier")]
     counts = [("rollout", cfg.rollout.num_actors)]  # in the order of Roles.all()
     counts += [("labeler", cfg.labeler.num_actors)] if cfg.uses_labeler else []
-    counts += [("reference", 1)] if reference else []
+    counts += [("reference", cfg.reference.num_actors)] if reference else []
     counts += [("learner", w)] + [(s.label, s.num_actors) for _, s in scorer_sources]
     started = time.perf_counter()
     logs.say(f"starting {describe_roles(counts)}")
@@ -64,7 +64,7 @@ def start_roles(cfg: RunConfig, reference: bool = True, logs: RunLogs = STREAM) 
         labeler = pool("labeler", LabelerActor, cfg.labeler.resources, cfg.labeler.num_actors, lambda r: (cfg, r))
     ref_pool = None
     if reference:
-        ref_pool = pool("reference", ReferenceActor, cfg.reference.resources, 1, lambda r: (cfg,))
+        ref_pool = pool("reference", ReferenceActor, cfg.reference.resources, cfg.reference.num_actors, lambda r: (cfg,))
     scorers = {s.label: pool(s.label, RewardModelActor, s.resources, s.num_actors, lambda r, k=k: (cfg, k, r))
                for k, s in scorer_sources}
     roles = Roles(rollout, labeler, ref_pool, learners, scorers, recovery)

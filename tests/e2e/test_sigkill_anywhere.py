@@ -64,7 +64,8 @@ def killer(run_dir: Path, temp_dir: str, seed: int, done: list, stop: threading.
 @pytest.mark.slow
 def test_actors_killed_by_pid_at_random_moments(ray_local, make_config, tmp_path):
     run_dir = tmp_path / "run"
-    cfg = make_config(f"run.iterations={ITERATIONS}", "run.call_timeout_s=120")
+    # Two reference scorers: the reference is a pool like the others (each takes half the shards).
+    cfg = make_config(f"run.iterations={ITERATIONS}", "run.call_timeout_s=120", "reference.num_actors=2")
     done, stop = [], threading.Event()
     thread = threading.Thread(target=killer, args=(run_dir, ray_local, int(time.time()), done, stop), daemon=True)
     thread.start()
