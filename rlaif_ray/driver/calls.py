@@ -89,10 +89,28 @@ class Call:
     deadline: float = 0.0
     attempts: int = 0
     value: Any = None
+    sent_at: float = 0.0              # time.monotonic() of the last send
 
     @property
     def wait_ref(self):
         return self.refs[-1] if isinstance(self.refs, (list, tuple)) else self.refs
+
+
+@dataclass
+class Usage:
+    """Where a pool's time went since `reset`: seconds its actors spent on calls (from a call's
+    send, or the end of the actor's previous call if later, to its result reaching the driver)
+    and seconds the driver spent waiting on them."""
+    busy_s: float = 0.0
+    waited_s: float = 0.0
+    free_at: dict[int, float] = field(default_factory=dict)  # actor -> end of its last call
+
+    def reset(self) -> None:
+        self.busy_s, self.waited_s, self.free_at = 0.0, 0.0, {}
+
+    def finished(self, call: Call, now: float) -> None:
+        self.busy_s += max(0.0, now - max(call.sent_at, self.free_at.get(call.i, 0.0)))
+        self.free_at[call.i] = now
 
 
 def is_actor_code_error(err: BaseException) -> bool:
@@ -131,6 +149,7 @@ def submit(pool, i: int, method: str, *args, prompts: int = 0, timeout_s: float 
 
 def _send(pool, call: Call, timeout_s: float | None = None) -> None:
     call.refs = getattr(pool.actors[call.i], call.method).remote(*call.args)
+    call.sent_at = time.monotonic()
     call.deadline = time.monotonic() + (timeout_s or pool.policy.timeout_s)
 
 
@@ -150,11 +169,14 @@ def wait_first(pool, calls: list[Call], timeout_s: float | None = None) -> Call:
     pending = {c.wait_ref: c for c in calls}
     while True:
         earliest = min(c.deadline for c in pending.values())
-        ready, _ = ray.wait(list(pending), num_returns=1, timeout=max(0.0, earliest - time.monotonic()))
+        waiting = time.monotonic()
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=max(0.0, earliest - waiting))
+        pool.usage.waited_s += time.monotonic() - waiting
         if ready:
             call = pending.pop(ready[0])
             try:
                 call.value = ray.get(ready[0])
+                pool.usage.finished(call, time.monotonic())
                 return call
             except RayError as err:
                 _recover(pool, call, err, timeout_s)

@@ -20,7 +20,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from rlaif_ray.config import Resources
 from rlaif_ray.driver import calls
-from rlaif_ray.driver.calls import Call, CallPolicy, Recovery
+from rlaif_ray.driver.calls import Call, CallPolicy, Recovery, Usage
 from rlaif_ray.driver.logs import STREAM, RunLogs, with_output_to
 from rlaif_ray.errors import ActorCodeError, ActorFailed
 
@@ -60,6 +60,7 @@ class ActorPool:
         self.replaceable = replaceable
         self.recovery = recovery or Recovery()
         self.on_replace: Callable[[Any, str], None] | None = None
+        self.usage = Usage()
         bundle = resources.as_bundle() or {"CPU": 0.01}
         self.pg = placement_group([dict(bundle) for _ in range(count)], strategy="PACK")
         try:

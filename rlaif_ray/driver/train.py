@@ -63,6 +63,8 @@ def run_iteration(run: RunState) -> dict:
     """One PPO iteration; returns its metrics row."""
     t = StageTimer()
     run.running = run.iteration + 1
+    for pool in run.roles.all():
+        pool.usage.reset()
     with t("iteration"):
         with t("prompts"):
             prompts = take_prompts(run)
@@ -196,6 +198,16 @@ def probe(run: RunState) -> dict:
     return {"sync/max_logprob_diff": diff}
 
 
+def utilization(pools: list, wall_s: float) -> dict:
+    """Per role, the share of the iteration its actors spent on calls (1.0: every actor busy
+    all the time; the role to scale first is the one near 1 while the others wait), and the
+    share the driver spent waiting on actors."""
+    wall_s = max(wall_s, 1e-9)
+    row = {f"utilization/{p.role}": p.usage.busy_s / (len(p.actors) * wall_s) for p in pools}
+    row["utilization/driver_waiting"] = sum(p.usage.waited_s for p in pools) / wall_s
+    return row
+
+
 def metrics_row(run: RunState, seconds: dict, score_timings: dict, exp: dict, train: dict,
                 sync: dict, probe_stats: dict) -> dict:
     samples = exp["data/samples"]
@@ -213,4 +225,5 @@ def metrics_row(run: RunState, seconds: dict, score_timings: dict, exp: dict, tr
     row["data/dropped_prompts"] = run.stream.dropped
     row["data/position"] = run.stream.position
     row.update(run.roles.recovery.metrics())
+    row.update(utilization(run.roles.all(), seconds["timing/iteration"]))
     return row

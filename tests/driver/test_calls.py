@@ -12,7 +12,7 @@ import pytest
 import ray
 
 from rlaif_ray.config import Resources
-from rlaif_ray.driver.calls import CallPolicy, Recovery
+from rlaif_ray.driver.calls import Call, CallPolicy, Recovery, Usage
 from rlaif_ray.driver.pools import ActorPool
 from rlaif_ray.errors import ActorCodeError, ActorFailed, last_line
 
@@ -138,3 +138,22 @@ def test_last_line_keeps_messages_to_one_line():
     assert last_line(ValueError("a\n\n  b  \n")) == "ValueError: b"
     assert last_line(KeyError("x")) == "KeyError: 'x'"
     assert len(last_line(RuntimeError("y" * 1000))) <= 301
+
+
+def test_usage_counts_an_actors_queued_calls_once():
+    # Two calls sent together at t=0 to one actor: it works on the second only after the first.
+    usage, first, second = Usage(), Call(0, "m", (), 0, sent_at=0.0), Call(0, "m", (), 0, sent_at=0.0)
+    usage.finished(first, 1.0)
+    usage.finished(second, 3.0)
+    assert usage.busy_s == 3.0                     # 1 s + 2 s, not 1 s + 3 s
+    usage.finished(Call(1, "m", (), 0, sent_at=2.5), 3.0)
+    assert usage.busy_s == 3.5                     # another actor, in parallel
+
+
+def test_pool_usage_measures_busy_time(pool):
+    pool.usage.reset()
+    start = time.monotonic()
+    pool.map("double", [([1], 1.0), ([2], 0.0)])
+    wall = time.monotonic() - start
+    assert 1.0 <= pool.usage.busy_s <= wall * 2     # actor 0 slept 1 s; actor 1 almost nothing
+    assert 0.9 <= pool.usage.waited_s <= wall

@@ -83,5 +83,9 @@ def test_actors_killed_by_pid_at_random_moments(ray_local, make_config, tmp_path
     for cls in ROLE.values():
         assert last[f"recovery/{cls}/restarts"] == 1, (cls, last)
     assert last["recovery/actor_restarts"] == len(KILLS)
+    # Where the time went, per role, in every row (a kill costs a fresh engine: seconds, not minutes).
+    for role in ("rollout", "labeler", "reference", "learner"):
+        assert all(0.0 < r[f"utilization/{role}"] <= 1.05 for r in rows), role
+    assert all(0.0 < r["utilization/driver_waiting"] <= 1.0 for r in rows)
     # A replaced rollout engine is probed against the learner before the run goes on.
     assert all(r["sync/max_logprob_diff"] <= 1e-4 for r in rows if "sync/max_logprob_diff" in r)
