@@ -76,11 +76,7 @@ def test_lost_learner_is_rebuilt_from_the_checkpoint(straight, make_config, tmp_
     run_dir = tmp_path / "run"
     train_run(make_config("run.iterations=4", *COMMON, "chaos.faults=[{role: learner, actor: 1, iteration: 4}]"),
               run_dir, progress=False)
-    a, b = read_metrics(straight), read_metrics(run_dir)
-    assert [r["iteration"] for r in b] == [1, 2, 3, 4]
-    for ra, rb in zip(a, b):
-        for key in NUMBERS:
-            assert abs(ra[key] - rb[key]) <= 1e-4, (ra["iteration"], key, ra[key], rb[key])
+    b = same_numbers(read_metrics(straight), read_metrics(run_dir))
     assert b[-1]["recovery/learner/restarts"] == 1 and b[-1]["recovery/learner/redone_prompts"] == 8
     assert "sync/max_logprob_diff" in b[2] and b[2]["sync/max_logprob_diff"] <= 1e-4  # probed after the rebuild
     assert json.loads((run_dir / "summary.json").read_text())["iterations"] == 4
@@ -94,13 +90,18 @@ def test_lost_learner_before_any_checkpoint_starts_the_run_over(straight, make_c
     run_dir = tmp_path / "run"
     train_run(make_config("run.iterations=4", *COMMON, "run.checkpoint_every=0",
                           "chaos.faults=[{role: learner, actor: 0, iteration: 2}]"), run_dir, progress=False)
-    a, b = read_metrics(straight), read_metrics(run_dir)
+    b = same_numbers(read_metrics(straight), read_metrics(run_dir))
+    assert b[-1]["recovery/learner/restarts"] == 1 and b[-1]["recovery/learner/redone_prompts"] == 8
+    assert [r["iteration"] for r in map(json.loads, (run_dir / "metrics.discarded.jsonl").read_text().splitlines())] == [1]
+
+
+def same_numbers(a: list[dict], b: list[dict]) -> list[dict]:
+    """Asserts run b logged iterations 1..4 once each with run a's numbers; returns b."""
     assert [r["iteration"] for r in b] == [1, 2, 3, 4]
     for ra, rb in zip(a, b):
         for key in NUMBERS:
             assert abs(ra[key] - rb[key]) <= 1e-4, (ra["iteration"], key, ra[key], rb[key])
-    assert b[-1]["recovery/learner/restarts"] == 1 and b[-1]["recovery/learner/redone_prompts"] == 8
-    assert [r["iteration"] for r in map(json.loads, (run_dir / "metrics.discarded.jsonl").read_text().splitlines())] == [1]
+    return b
 
 
 def _tensorboard_scalars(run_dir) -> dict[str, list[tuple[int, float]]]:
