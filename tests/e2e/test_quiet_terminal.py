@@ -134,7 +134,7 @@ def test_replacement_actor_appends_to_its_predecessors_file(ray_local, tmp_path)
     pool = ActorPool("echo", Echo, Resources(num_cpus=0.1), 1, lambda r: (r,), {}, 120, logs)
     try:
         wait_all_ready([pool], 120, logs, time.perf_counter())
-        pool.replace(0, 120)
+        pool.replace(0)
     finally:
         pool.shutdown()
     text = (tmp_path / "logs" / "echo-0.log").read_text()
