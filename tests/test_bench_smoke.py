@@ -26,4 +26,4 @@ def test_bench_memory_quick_writes_json(tmp_path, repo_root):
 def test_bench_rejects_unknown_benchmark(repo_root):
     proc = subprocess.run([sys.executable, "-m", "rlaif_ray.cli", "bench", "nope"], cwd=repo_root,
                           capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2 and "invalid choice" in proc.stderr
+    assert proc.returncode == 2 and "no benchmark 'nope'" in proc.stderr and "rollout" in proc.stderr
