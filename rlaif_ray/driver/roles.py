@@ -57,7 +57,7 @@ def start_roles(cfg: RunConfig, reference: bool = True, logs: RunLogs = STREAM) 
     counts += [("learner", w)] + [(s.label, s.num_actors) for _, s in scorer_sources]
     started = time.perf_counter()
     logs.say(f"starting {describe_roles(counts)}")
-    learners, setups = start_learners(cfg, logs)
+    learners, setups = start_learners(cfg, logs, recovery)
     rollout = pool("rollout", RolloutActor, cfg.rollout.resources, cfg.rollout.num_actors, lambda r: (cfg, r))
     labeler = None
     if cfg.uses_labeler:
@@ -73,12 +73,13 @@ def start_roles(cfg: RunConfig, reference: bool = True, logs: RunLogs = STREAM) 
     return roles
 
 
-def start_learners(cfg: RunConfig, logs: RunLogs = STREAM) -> tuple[ActorPool, list]:
+def start_learners(cfg: RunConfig, logs: RunLogs = STREAM, recovery: Recovery | None = None) -> tuple[ActorPool, list]:
     """The learner group and the refs of its DeepSpeed set-up (done when they resolve). One
     group: a lost member is not replaced alone (`replaceable=False`); the run rebuilds it."""
     w = cfg.learner.num_workers
     learners = ActorPool("learner", LearnerWorker, cfg.learner.resources, w, lambda r: (cfg, r, w),
-                         actor_env(cfg.ray), cfg.run.startup_timeout_s, logs, CallPolicy.of(cfg.run), replaceable=False)
+                         actor_env(cfg.ray), cfg.run.startup_timeout_s, logs, CallPolicy.of(cfg.run), replaceable=False,
+                         recovery=recovery)
     # The rendezvous address is rank 0's node, wherever Ray placed it.
     addr, port = get_with_timeout(learners.actors[0].rendezvous_address.remote(), cfg.run.startup_timeout_s,
                                   "learner-0", "start-up")

@@ -14,13 +14,13 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from head_processes import stop_head
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "cluster.md"
@@ -61,35 +61,6 @@ def _port_free(port: int) -> bool:
             return True
         except OSError:
             return False
-
-
-def processes_of(marker: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            blob = (entry / "cmdline").read_bytes() + (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if marker.encode() in blob:
-            pids.append(int(entry.name))
-    return pids
-
-
-def stop_head(temp_dir: str) -> None:
-    """Only the processes of this head: their command line or environment holds its temp dir."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in processes_of(temp_dir):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + 15
-        while processes_of(temp_dir) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        if not processes_of(temp_dir):
-            return
 
 
 def test_cluster_doc_sequence_runs_as_printed(tiny_models, tmp_path):

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from head_processes import processes_of, stop_head
 import requests
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,21 +40,6 @@ def free_ports(n: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
-
-
-def processes_of(marker: str) -> list[int]:
-    """PIDs (not ours) whose command line or environment mentions `marker` (our temp dir)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            blob = (entry / "cmdline").read_bytes() + (entry / "environ").read_bytes()
-        except OSError:  # gone, or not ours to read
-            continue
-        if marker.encode() in blob:
-            pids.append(int(entry.name))
-    return pids
 
 
 def wait_for(condition, timeout_s: float, what: str, every_s: float = 0.5):
@@ -113,15 +99,7 @@ def ray_head():
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
-        for sig in (signal.SIGTERM, signal.SIGKILL):  # stragglers: job drivers, workers (ours only)
-            for pid in processes_of(temp_dir):
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
-            if not processes_of(temp_dir):
-                break
-            time.sleep(3)
+        stop_head(temp_dir)  # stragglers: job drivers, workers (ours only)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
