@@ -115,8 +115,9 @@ def restart_learners(run: RunState, run_dir: Path, err: ActorFailed, logs: RunLo
     log.warning("%s at iteration %d; rebuilding the learner group from %s (restart %d of %d)", err, run.running,
                 checkpoint.name if checkpoint else "the starting weights", done + 1, cfg.run.max_learner_restarts)
     run.roles.learners.shutdown()
+    started = time.perf_counter()
     learners, setups = start_learners(cfg, logs, run.roles.recovery)
-    wait_all_ready([learners], cfg.run.startup_timeout_s, logs, time.perf_counter(), also={"learner": setups})
+    wait_all_ready([learners], cfg.run.startup_timeout_s, logs, started, also={"learner": setups})
     run.roles.learners = learners
     if run.chaos is not None:
         run.chaos.install(learners)
