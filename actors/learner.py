@@ -15,7 +15,7 @@ import ray
 import torch
 
 from actors import process_group
-from rlaif_ray.algorithms import kl_penalty_loss, masked_mean, ppo_policy_loss, ppo_value_loss
+from rlaif_ray.algorithms import corrected_policy_loss, kl_penalty_loss, masked_mean, ppo_policy_loss, ppo_value_loss
 from rlaif_ray.batch import RolloutBatch, build_shard
 from rlaif_ray.config import RunConfig
 from rlaif_ray.experience import build_experience, display_samples
@@ -160,7 +160,12 @@ class LearnerWorker:
         logp, ent = response_logprobs(self.policy, sub, self.cfg.rollout.sampling.temperature, with_entropy=True)
         dev = logp.device
         mask, old, adv = mask.to(dev), old.to(dev), adv.to(dev)
-        pg_loss, st = ppo_policy_loss(logp, old, adv, mask, p.clip)
+        if p.off_policy_correction == "none":
+            pg_loss, st = ppo_policy_loss(logp, old, adv, mask, p.clip)
+        else:  # weight each token by π_old/π_behaviour (the engine that sampled it), see off_policy.py
+            behaviour = torch.from_numpy(exp.batch.rollout_logp[rows]).to(dev)
+            pg_loss, st = corrected_policy_loss(logp, old, behaviour, adv, mask, p.clip,
+                                                p.off_policy_correction, p.importance_cap)
         loss = pg_loss - p.entropy_coef * masked_mean(ent, mask)
         if self.cfg.kl.placement == "loss":
             loss = loss + self.kl_coef * kl_penalty_loss(logp, exp.ref_logp[rows].to(dev), mask, self.cfg.kl.estimator)
@@ -168,6 +173,9 @@ class LearnerWorker:
         self.policy.step()
         stats = {"loss/policy": pg_loss.item(), "clipfrac": float(st["clipfrac"]),
                  "approx_kl": float(st["approx_kl"])}
+        if p.off_policy_correction != "none":
+            # Per minibatch of this rank, so its own key: experience's off_policy/* cover the whole batch.
+            stats["off_policy/train_weight_mean"] = float(st["weight_mean"])
         if self.critic is not None:
             v = response_values(self.critic, sub)
             vloss = ppo_value_loss(v, exp.values[rows].to(dev), exp.returns[rows].to(dev), mask, p.value_clip)

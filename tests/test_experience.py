@@ -172,3 +172,49 @@ def test_dropped_score_takes_its_group_mean():
     filled = _fill_dropped(scores, torch.isfinite(scores), group_size=4)
     # group 1: mean of (1, 3, 5) = 3; group 2: mean of (2, 2) = 2
     assert filled.tolist() == [1.0, 3.0, 3.0, 5.0, 2.0, 2.0, 2.0, 2.0]
+
+
+def _behaviour_batch(shift):
+    """_batch() with the engine's logprobs rollout_logp = OLD − shift[row] on the valid tokens."""
+    lens = (2, 1, 3, 2)
+    responses = [list(range(10, 10 + n)) for n in lens]
+    return build_shard(
+        prompt_ids=[[1, 2]] * 4, response_ids=responses,
+        response_logp=[[float(OLD[i, t]) - shift[i] for t in range(n)] for i, n in enumerate(lens)],
+        prompt_index=[0] * 4, sample_index=[0, 1, 2, 3], prompts=["p"] * 4,
+        responses=[" ".join(map(str, r)) for r in responses], max_response_len=3, policy_version=0)
+
+
+def test_off_policy_stats_from_rollout_logp(repo_root):
+    # rollout_logp = old − 0.5 on all 8 valid tokens: ρ = π_old/π_behaviour = e^0.5 = 1.648721 < C = 2
+    #   weight_mean = weight_max = e^0.5, truncated_share = 0,
+    #   mismatch_kl (k3) = ρ − 1 − ln ρ = e^0.5 − 1 − 0.5 = 0.148721
+    cfg = _cfg(repo_root, "ppo.algorithm=grpo")
+    assert cfg.ppo.off_policy_correction == "none" and cfg.ppo.importance_cap == 2.0
+    _, stats = _build(cfg, batch=_behaviour_batch([0.5] * 4))
+    e5 = math.exp(0.5)
+    assert stats["off_policy/weight_mean"] == pytest.approx(e5, rel=1e-6)
+    assert stats["off_policy/weight_max"] == pytest.approx(e5, rel=1e-6)
+    assert stats["off_policy/truncated_share"] == 0.0
+    assert stats["off_policy/mismatch_kl"] == pytest.approx(e5 - 1.5, rel=1e-5)
+    # The engine's logprobs change no other number (same as test_grpo_advantages_from_kl_shaped_rewards).
+    assert stats["kl/token_mean"] == pytest.approx(0.0625, abs=1e-6)
+    assert stats["advantages/mean"] == pytest.approx(0.335410, abs=1e-5)
+
+
+def test_off_policy_stats_decoupled_and_update_mask(repo_root):
+    # Row 1 (one token) has rollout_logp = old − 1: ρ = e = 2.718282 > C = 2; the other 7 tokens ρ = e^0.5.
+    cfg = _cfg(repo_root, "ppo.algorithm=grpo", "ppo.off_policy_correction=decoupled")
+    batch = _behaviour_batch([0.5, 1.0, 0.5, 0.5])
+    e5 = math.exp(0.5)
+    _, stats = _build(cfg, batch=batch)
+    # 1 of 8 valid tokens above C, dropped by decoupled: mean/max of ρ over the 7 kept = e^0.5
+    assert stats["off_policy/truncated_share"] == pytest.approx(1 / 8)
+    assert stats["off_policy/weight_mean"] == pytest.approx(e5, rel=1e-6)
+    assert stats["off_policy/weight_max"] == pytest.approx(e5, rel=1e-6)
+    # k3 over all 8 valid tokens: (7·(e^0.5 − 1.5) + (e − 1 − 1))/8 = (1.041047 + 0.718282)/8 = 0.219916
+    assert stats["off_policy/mismatch_kl"] == pytest.approx((7 * (e5 - 1.5) + (math.e - 2)) / 8, rel=1e-5)
+    # A non-finite score drops row 1 from the update mask, and from these stats with it.
+    _, stats = _build(cfg, batch=batch, scores=np.array([4.95, np.nan, 9.05, 7.0], np.float32))
+    assert stats["off_policy/truncated_share"] == 0.0
+    assert stats["off_policy/mismatch_kl"] == pytest.approx(e5 - 1.5, rel=1e-5)

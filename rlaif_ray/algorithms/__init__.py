@@ -1,4 +1,5 @@
-"""Pure-torch RLHF algorithm core: masks, PPO, KL, advantage estimators, preference losses.
+"""Pure-torch RLHF algorithm core: masks, PPO, off-policy correction, KL, advantage estimators,
+preference losses.
 
 No Ray, no vLLM: every function maps tensors to tensors. Shapes are [B, T] (batch,
 response tokens) with ``mask`` 1 on response tokens and 0 on right padding.
@@ -30,6 +31,7 @@ from rlaif_ray.algorithms.masks import (
     masked_var,
     masked_whiten,
 )
+from rlaif_ray.algorithms.off_policy import OFF_POLICY_MODES, corrected_policy_loss, importance_weights
 from rlaif_ray.algorithms.ppo import compute_gae, ppo_policy_loss, ppo_value_loss
 from rlaif_ray.algorithms.preference import dpo_loss, pairwise_reward_loss
 
@@ -39,12 +41,15 @@ __all__ = [
     "AdaptiveKLController",
     "AdvantageInputs",
     "FixedKLController",
+    "OFF_POLICY_MODES",
     "compute_gae",
+    "corrected_policy_loss",
     "discounted_returns",
     "dpo_loss",
     "entropy_from_logits",
     "estimate_advantages",
     "group_advantages",
+    "importance_weights",
     "kl_estimate",
     "kl_penalty_loss",
     "kl_shaped_rewards",

@@ -53,14 +53,17 @@ def ppo_policy_loss(
     advantages: torch.Tensor,
     mask: torch.Tensor,
     clip_eps: float,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """PPO clipped surrogate (Schulman et al. 2017, eq. 7), as a loss to minimise.
 
         r_t  = exp(logp_t − old_logp_t)
-        L    = mean_{valid tokens in batch} max(−A_t·r_t, −A_t·clip(r_t, 1−ε, 1+ε))
+        L    = mean_{valid tokens in batch} w_t · max(−A_t·r_t, −A_t·clip(r_t, 1−ε, 1+ε))
 
     logp, old_logp, advantages, mask: [B, T]. ``advantages`` and ``old_logp`` are
     treated as constants (detached). The mean is over all valid tokens of the batch.
+    ``weights`` (optional [B, T], detached): per-token factors w_t, e.g. importance
+    weights (see off_policy.py); None means w_t = 1 and multiplies nothing.
 
     stats (0-dim detached tensors):
       clipfrac:   fraction of valid tokens where the clipped branch is strictly larger,
@@ -73,7 +76,10 @@ def ppo_policy_loss(
     ratio = torch.exp(log_ratio)
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
-    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    per_token = torch.maximum(unclipped, clipped)
+    if weights is not None:
+        per_token = weights.detach() * per_token
+    loss = masked_mean(per_token, mask)
     with torch.no_grad():
         stats = {
             "clipfrac": masked_mean((clipped > unclipped).float(), mask),
