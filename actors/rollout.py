@@ -37,16 +37,21 @@ class RolloutActor:
 
     @ray.method(num_returns=2)
     def generate(self, items: list[tuple[int, list[int], str]], policy_version: int) -> tuple[RolloutBatch, dict]:
-        """Sample `samples_per_prompt` responses for each (prompt_index, token_ids, text).
+        """Sample `samples_per_prompt` responses for each (prompt_index, token_ids, text) with
+        the weights this engine holds, at least version `policy_version`; each row records
+        the version that generated it.
 
         Each sample gets its own seed derived from (run seed, policy version, prompt index,
-        sample index), so a redone prompt (actor failure, resume) reproduces its samples.
+        sample index), so a redone prompt (actor failure, resume) reproduces its samples. The
+        engine holds a newer version than asked only when it replaced a lost actor while
+        batches generated before the newest update were still in flight (pipelined mode).
         """
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        if policy_version != self.policy_version:
+        if policy_version > self.policy_version:
             raise RuntimeError(f"{self.name} holds weights v{self.policy_version}, asked to generate for v{policy_version}")
+        policy_version = self.policy_version
         s = self.cfg.rollout.sampling
         start = time.perf_counter()
         requests, params, keys = [], [], []
@@ -74,7 +79,7 @@ class RolloutActor:
             max_response_len=s.max_new_tokens, policy_version=policy_version,
             meta={"actor": self.name})
         return shard, {"actor": self.name, "seconds": time.perf_counter() - start,
-                       "tokens": int(shard.response_lens.sum())}
+                       "tokens": int(shard.response_lens.sum()), "policy_version": policy_version}
 
     def load_weights(self, bucket_refs: list, policy_version: int, reset_prefix_cache: bool = True) -> float:
         """Load the learner's full weights into the live engine; returns seconds taken.

@@ -29,11 +29,16 @@ class RolloutBatch:
     sample_index: np.ndarray     # (B,) int64 which of the n samples of its prompt this is
     prompts: list[str]           # (B,) prompt text
     responses: list[str]         # (B,) response text
-    policy_version: int          # weights version that generated this batch
+    versions: np.ndarray         # (B,) int64 the policy version that generated each row
     meta: dict = field(default_factory=dict)  # small per-shard facts (actor name, seconds)
 
     def __len__(self) -> int:
         return len(self.prompts)
+
+    @property
+    def policy_version(self) -> int:
+        """The oldest policy version among the rows (-1 for an empty batch)."""
+        return int(self.versions.min()) if len(self.versions) else -1
 
     @property
     def max_response_len(self) -> int:
@@ -53,10 +58,8 @@ class RolloutBatch:
 
     @staticmethod
     def concat(shards: list["RolloutBatch"]) -> "RolloutBatch":
-        """Join shards (in order) into one batch; all must share a policy version."""
-        versions = {s.policy_version for s in shards}
-        if len(versions) != 1:
-            raise ValueError(f"shards from different policy versions {sorted(versions)} cannot be mixed")
+        """Join shards (in order) into one batch; each row keeps the version that generated it
+        (a pipelined batch can mix versions when a replaced engine started from newer weights)."""
         width = max(s.input_ids.shape[1] for s in shards)
         t_max = max(s.max_response_len for s in shards)
         return RolloutBatch(
@@ -68,7 +71,7 @@ class RolloutBatch:
             sample_index=np.concatenate([s.sample_index for s in shards]),
             prompts=[p for s in shards for p in s.prompts],
             responses=[r for s in shards for r in s.responses],
-            policy_version=versions.pop(),
+            versions=np.concatenate([s.versions for s in shards]),
             meta={"shards": [s.meta for s in shards]},
         )
 
@@ -108,7 +111,7 @@ def build_shard(prompt_ids: list[list[int]], response_ids: list[list[int]], resp
         logp[i, : len(lp)] = lp
     return RolloutBatch(input_ids, lens_p, lens_r, logp, np.asarray(prompt_index, dtype=np.int64),
                         np.asarray(sample_index, dtype=np.int64), list(prompts), list(responses),
-                        policy_version, meta or {})
+                        np.full(b, policy_version, dtype=np.int64), meta or {})
 
 
 # --------------------------------------------------------------------------- model side

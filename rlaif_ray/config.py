@@ -205,6 +205,21 @@ class PPOSection(_Strict):
     entropy_coef: float = Field(0.0, ge=0, description="Entropy bonus weight.")
     gamma: float = Field(1.0, gt=0, le=1, description="Discount.")
     lam: float = Field(0.95, ge=0, le=1, description="GAE λ.")
+    off_policy_correction: Literal["none", "tis", "decoupled"] = Field(
+        "none", description="Correction for samples whose behaviour policy (the engine that generated them) differs from the learner's "
+        "π_old: none; tis: each token's PPO term weighted by min(π_old/π_behaviour, importance_cap); decoupled: weight "
+        "π_old/π_behaviour, tokens above importance_cap leave the loss (docs/pipeline.md).")
+    importance_cap: float = Field(2.0, gt=1, description="C of off_policy_correction: the largest importance weight π_old/π_behaviour used.")
+
+
+class PipelineSection(_Strict):
+    max_staleness: int = Field(0, ge=0, description="k: the rollout engines generate up to k batches ahead while the current one is scored and "
+                               "trained, so a batch is trained by a policy at most k versions newer than the one that generated it; "
+                               "0: the synchronous loop.")
+    chunk_prompts: int | None = Field(None, ge=1, description="Prompts per rollout chunk (all samples of a prompt stay together); each chunk "
+                                      "goes to the labeler, reference and scorers as soon as it is generated. null: one chunk per rollout actor.")
+    allow_uncorrected: bool = Field(False, description="Allow max_staleness ≥ 1 with ppo.off_policy_correction: none (stale samples "
+                                    "trained as if on-policy).")
 
 
 class KLSection(_Strict):
@@ -420,6 +435,7 @@ class RunConfig(_Strict):
     ppo: PPOSection = Field(default_factory=PPOSection, description="Advantage estimator and PPO loss settings.")
     kl: KLSection = Field(default_factory=KLSection, description="KL penalty to the reference policy.")
     sync: SyncSection = Field(default_factory=SyncSection, description="Weight sync from learners to rollout engines.")
+    pipeline: PipelineSection = Field(default_factory=PipelineSection, description="Overlap of generation with scoring and training (staleness bound, chunks).")
     chaos: ChaosSection = Field(default_factory=ChaosSection, description="Fault injection for recovery tests (empty in real runs).")
     reward_model_train: RewardModelTrainSection = Field(default_factory=RewardModelTrainSection, description="Reward-model training (`rlaif-ray train-rm`); unused by PPO.")
     dpo: DPOSection = Field(default_factory=DPOSection, description="DPO from preference pairs (`rlaif-ray dpo`); unused by PPO.")
@@ -488,6 +504,9 @@ def _cross_field_errors(c: RunConfig):
             yield f"chaos.faults.{k}.iteration: the run has only {c.run.iterations} iterations"
     if c.learner.backend == "nccl" and not c.uses_gpus:
         yield "learner.backend: nccl needs learner.resources.num_gpus > 0"
+    if c.pipeline.max_staleness and c.ppo.off_policy_correction == "none" and not c.pipeline.allow_uncorrected:
+        yield (f"pipeline.max_staleness: {c.pipeline.max_staleness} trains on samples of older policies; set "
+               f"ppo.off_policy_correction to tis or decoupled (or pipeline.allow_uncorrected: true to train them as on-policy)")
 
 
 # --------------------------------------------------------------------------- loading

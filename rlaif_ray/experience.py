@@ -139,7 +139,7 @@ def display_samples(cfg: RunConfig, exp: Experience, source_rewards: dict[str, n
     mask = torch.from_numpy(b.response_mask()) > 0
     kl = torch.where(mask, kl_estimate(exp.old_logp, exp.ref_logp, cfg.kl.estimator), torch.zeros(()))
     seq_kl = kl.sum(-1)
-    return [{"iteration": iteration, "policy_version": int(b.policy_version),
+    return [{"iteration": iteration, "policy_version": int(b.versions[i]),
              "prompt_index": int(b.prompt_index[i]), "sample_index": int(b.sample_index[i]),
              "prompt": b.prompts[i], "response": b.responses[i], "response_tokens": int(b.response_lens[i]),
              "rewards": {s.label: _finite_or_none(source_rewards[s.label][i]) for s in cfg.reward.sources},

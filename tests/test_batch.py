@@ -89,9 +89,11 @@ def test_concat_order_is_kept_when_the_narrow_shard_comes_first():
     np.testing.assert_array_equal(c.response_ids()[:2], [[2, 0, 0, 0], [9, 10, 0, 0]])
 
 
-def test_concat_refuses_mixed_policy_versions():
-    with pytest.raises(ValueError, match=r"different policy versions \[3, 4\]"):
-        RolloutBatch.concat([_hand_batch(3), _hand_batch(4)])
+def test_concat_keeps_each_rows_policy_version():
+    c = RolloutBatch.concat([_hand_batch(4), _hand_batch(3)])
+    np.testing.assert_array_equal(c.versions, [4, 4, 4, 3, 3, 3])
+    assert c.policy_version == 3  # the oldest
+    np.testing.assert_array_equal(c.select([0, 5]).versions, [4, 3])
 
 
 def test_select_rows():

@@ -99,17 +99,18 @@ class Call:
 @dataclass
 class Usage:
     """Where a pool's time went since `reset`: seconds its actors spent on calls (from a call's
-    send, or the end of the actor's previous call if later, to its result reaching the driver)
-    and seconds the driver spent waiting on them."""
+    send, or the end of the actor's previous call or the reset if later, to its result
+    reaching the driver) and seconds the driver spent waiting on them."""
     busy_s: float = 0.0
     waited_s: float = 0.0
     free_at: dict[int, float] = field(default_factory=dict)  # actor -> end of its last call
+    since: float = 0.0   # time.monotonic() of the reset: a call sent before it counts from here
 
     def reset(self) -> None:
-        self.busy_s, self.waited_s, self.free_at = 0.0, 0.0, {}
+        self.busy_s, self.waited_s, self.free_at, self.since = 0.0, 0.0, {}, time.monotonic()
 
     def finished(self, call: Call, now: float) -> None:
-        self.busy_s += max(0.0, now - max(call.sent_at, self.free_at.get(call.i, 0.0)))
+        self.busy_s += max(0.0, now - max(call.sent_at, self.free_at.get(call.i, 0.0), self.since))
         self.free_at[call.i] = now
 
 
@@ -166,28 +167,37 @@ def wait(pool, calls: list[Call], timeout_s: float | None = None) -> list[Call]:
 def wait_first(pool, calls: list[Call], timeout_s: float | None = None) -> Call:
     """The first of `calls` to come back with a result (`value` set); a call that fails on
     the way is redone on a fresh actor (or raises, per the policy above)."""
-    pending = {c.wait_ref: c for c in calls}
+    return wait_any([(pool, c) for c in calls], timeout_s)[1]
+
+
+def wait_any(pending: list[tuple[Any, Call]], timeout_s: float | None = None) -> tuple[Any, Call]:
+    """Like `wait_first`, over calls to several pools: [(pool, call)] -> the first (pool, call)
+    back with a result. The pipelined driver waits this way on training and generation at once."""
+    by_ref = {c.wait_ref: (p, c) for p, c in pending}
     while True:
-        earliest = min(c.deadline for c in pending.values())
+        earliest = min(c.deadline for _, c in by_ref.values())
         waiting = time.monotonic()
-        ready, _ = ray.wait(list(pending), num_returns=1, timeout=max(0.0, earliest - waiting))
-        pool.usage.waited_s += time.monotonic() - waiting
+        ready, _ = ray.wait(list(by_ref), num_returns=1, timeout=max(0.0, earliest - waiting))
+        waited = time.monotonic() - waiting
         if ready:
-            call = pending.pop(ready[0])
+            pool, call = by_ref.pop(ready[0])
+            pool.usage.waited_s += waited
             try:
                 call.value = ray.get(ready[0])
                 pool.usage.finished(call, time.monotonic())
-                return call
+                return pool, call
             except RayError as err:
                 _recover(pool, call, err, timeout_s)
-                pending[call.wait_ref] = call
+                by_ref[call.wait_ref] = (pool, call)
+        else:
+            by_ref[min(by_ref, key=lambda r: by_ref[r][1].deadline)][0].usage.waited_s += waited
         now = time.monotonic()
-        for ref, call in list(pending.items()):
+        for ref, (pool, call) in list(by_ref.items()):
             if call.deadline <= now:
-                del pending[ref]
+                del by_ref[ref]
                 late = GetTimeoutError(f"no answer within {timeout_s or pool.policy.timeout_s:.0f} s")
                 _recover(pool, call, late, timeout_s)
-                pending[call.wait_ref] = call
+                by_ref[call.wait_ref] = (pool, call)
 
 
 def _recover(pool, call: Call, err: BaseException, timeout_s: float | None) -> None:

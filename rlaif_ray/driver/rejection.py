@@ -2,8 +2,8 @@
 
 One round, as named stages (the PPO driver's own stages where they are the same):
 
-    prompts -> rollout actors: n samples per prompt             (driver.train.generate)
-            -> labeler actors: direct RLAIF reward per sample
+    prompts -> rollout actors: n samples per prompt             (driver/pipeline.py)
+            -> labeler actors: direct RLAIF reward per sample    (each chunk as it is generated)
             -> best sample per prompt (argmax of the reward)     (evaluation.best_of_n)
             -> learners: SFT on the kept samples                 (LearnerWorker.train_sft)
             -> weight sync learner -> rollout engines (+ probe)  (driver.train.sync_weights)
@@ -32,7 +32,7 @@ from rlaif_ray.driver.pools import get_with_timeout
 from rlaif_ray.driver.roles import start_roles
 from rlaif_ray.driver.runtime import ray_session
 from rlaif_ray.driver.sync import make_weight_sync
-from rlaif_ray.driver.train import RunState, StageTimer, generate, probe_if_due, sync_weights, take_prompts
+from rlaif_ray.driver.train import RunState, StageTimer, probe_if_due, record_prompts, sync_weights
 from rlaif_ray.evaluation import best_of_n, mean_se
 from rlaif_ray.modeling import load_tokenizer
 from rlaif_ray.preflight import check_models
@@ -84,15 +84,6 @@ def shard_facts(function_sources: list[RewardSource], *shards: RolloutBatch) -> 
     return out
 
 
-def label(run: RunState, shards: list) -> np.ndarray:
-    """(B,) direct RLAIF rewards of every sample, labeler actors over contiguous shard groups;
-    a dead or stuck labeler is replaced and its group redone."""
-    pool = run.roles.labeler
-    groups = [list(g) for g in np.array_split(np.arange(len(shards)), len(pool.actors)) if len(g)]
-    calls = pool.map("direct_rewards", [([shards[i] for i in g],) for g in groups])
-    return np.concatenate(ray.get([c.refs[0] for c in calls])).astype(np.float64)
-
-
 def train_sft(run: RunState, shards: list, best: np.ndarray) -> dict:
     per_rank = run.roles.learners.call_all("train_sft", shards, best.tolist(), run.iteration)
     return {k: v for k, v in per_rank[0].items() if k != "seconds"}
@@ -104,12 +95,16 @@ def run_round(run: RunState) -> dict:
     fn_sources = [s for s in run.cfg.reward.sources if s.kind == "function"]
     with t("iteration"):
         with t("prompts"):
-            prompts = take_prompts(run)
+            run.pipeline.fill()
         with t("rollout"):
-            shards = generate(run, prompts)
+            batch = run.pipeline.generated()
+            record_prompts(run, batch)
         with t("reward"):
+            # The labeler scored each chunk as soon as it was generated (driver/pipeline.py).
+            scored = run.pipeline.scored(batch)
+            shards = scored["shards"]
             facts_ref = shard_facts.remote(fn_sources, *shards)
-            rewards = label(run, shards)
+            rewards = np.concatenate(ray.get(scored["rewards"])).astype(np.float64)
             facts = get_with_timeout(facts_ref, run.cfg.run.call_timeout_s, "driver", "row keys")
         nonempty = facts["response_lens"] > 0
         best = best_of_n(facts["prompt_index"], rewards, nonempty)

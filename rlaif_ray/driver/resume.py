@@ -14,12 +14,13 @@ log = logging.getLogger("rlaif_ray")
 
 
 def save_checkpoint(run: RunState, run_dir: Path) -> Path:
-    """Every learner rank writes its DeepSpeed state into a staging folder; the driver's
-    state and the manifest (sizes, sha256, the seconds this took) go in last and the folder
-    is renamed into place."""
+    """Every learner rank writes its DeepSpeed state into a staging folder, the driver the
+    batches its pipeline generated ahead; the driver's state and the manifest (sizes,
+    sha256, the seconds this took) go in last and the folder is renamed into place."""
     start = time.perf_counter()
     staging = ckpt.staging_dir(run_dir, run.iteration)
     run.roles.learners.call_all("save_checkpoint", str(staging), run.cfg.model.policy)
+    run.pipeline.save(staging)  # batches generated ahead (pipeline.max_staleness ≥ 1)
     save_s = time.perf_counter() - start
     final = ckpt.commit(staging, driver_state(run), run.cfg.run.keep_checkpoints, timing={"save_s": round(save_s, 3)})
     run.checkpoint_clock = time.monotonic()
@@ -70,20 +71,22 @@ def restore(run: RunState, run_dir: Path, checkpoint: Path | None = None) -> Pat
     latest = Path(checkpoint)
     state = ckpt.read_state(latest)
     run.roles.learners.call_all("load_checkpoint", str(latest))
-    rewind(run, run_dir, state)
+    rewind(run, run_dir, state, latest)
     return latest
 
 
-def rewind(run: RunState, run_dir: Path, state: dict) -> None:
+def rewind(run: RunState, run_dir: Path, state: dict, checkpoint: Path | None = None) -> None:
     """Put the driver back to `state` (a checkpoint's, or the run's start) once the learners
-    hold the matching weights: the engines get them, and the rows logged after that point,
-    which belong to iterations that will run again, leave metrics.jsonl (kept aside in
+    hold the matching weights: the engines get them, the pipeline drops what it had in
+    flight and takes the batches `checkpoint` saved (if any), and the rows logged after
+    that point, which belong to iterations that will run again, leave metrics.jsonl (kept aside in
     metrics.discarded.jsonl), prompts.jsonl and samples.jsonl."""
     run.iteration, run.policy_version = state["iteration"], state["policy_version"]
     run.stream.load_state_dict(state["data"])
     run.kl.load_state_dict(state["kl_controller"])
     run.roles.recovery.load_state_dict(state.get("recovery", {}))
     run.sync.push(run.roles.learners, run.roles.rollout, run.policy_version)
+    run.pipeline.load(checkpoint)
     rows = read_metrics(run_dir)
     rewrite_metrics(run_dir, [r for r in rows if r["iteration"] <= run.iteration],
                     discarded=[r for r in rows if r["iteration"] > run.iteration])

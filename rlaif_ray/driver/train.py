@@ -3,6 +3,9 @@
     prompts -> rollout -> (labeler rewards ‖ reference logprobs ‖ learner logprobs/values)
             -> advantages -> train -> weight sync (+ probe) -> metrics
 
+"prompts" starts the batches the pipeline keeps in flight (driver/pipeline.py): the
+current one and, with `pipeline.max_staleness: k`, up to k more that the engines generate
+while this one is scored and trained. Each generated chunk goes to scoring at once.
 The driver passes ObjectRefs between roles and reads only small dicts of stats; the
 batches stay in the object store.
 """
@@ -19,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from rlaif_ray.config import RunConfig
-from rlaif_ray.data import Prompt, PromptStream
+from rlaif_ray.data import PromptStream
+from rlaif_ray.driver.pipeline import Batch, Pipeline, staleness
 from rlaif_ray.driver.roles import Roles
 from rlaif_ray.driver.sync import WeightSync
 from rlaif_ray.probe import PROBE_NEW_TOKENS, judge_probe, should_probe
@@ -46,6 +50,10 @@ class RunState:
     start_state: dict | None = None  # the driver's state before iteration 1 (driver/resume.driver_state)
     checkpoint_clock: float | None = None  # time.monotonic() of this process's last checkpoint or restore
     probed_restarts: int | None = None  # rollout restarts at this process's last probe; None: no probe yet
+    pipeline: Pipeline | None = None  # the rollout batches in flight (set in __post_init__)
+
+    def __post_init__(self):
+        self.pipeline = Pipeline(self)
 
 
 class StageTimer:
@@ -67,13 +75,15 @@ def run_iteration(run: RunState) -> dict:
         pool.usage.reset()
     with t("iteration"):
         with t("prompts"):
-            prompts = take_prompts(run)
+            run.pipeline.fill()
         with t("rollout"):
-            shards = generate(run, prompts)
+            batch = run.pipeline.generated()
+            record_prompts(run, batch)
+            lag = staleness(batch, run.policy_version)
         with t("score"):
-            scored = score(run, shards)
+            scored = score(run, batch)
         with t("advantages"):
-            exp_stats = prepare_experience(run, shards, scored)
+            exp_stats = prepare_experience(run, scored)
         with t("train"):
             train_stats = train(run)
         with t("sync"):
@@ -81,6 +91,7 @@ def run_iteration(run: RunState) -> dict:
         with t("probe"):
             probe_stats = probe_if_due(run)
     run.kl.update(exp_stats["kl/mean"], exp_stats["data/samples"])
+    exp_stats.update(lag)
     run.iteration += 1
     return metrics_row(run, t.seconds, scored["timings"], exp_stats, train_stats, sync_stats, probe_stats)
 
@@ -88,64 +99,30 @@ def run_iteration(run: RunState) -> dict:
 # --------------------------------------------------------------------------- stages
 
 
-def take_prompts(run: RunState) -> list[Prompt]:
-    """The next prompts of the stream, recorded (position + text) in RUN_DIR/prompts.jsonl."""
-    prompts = run.stream.take(run.cfg.data.prompts_per_iteration)
+def record_prompts(run: RunState, batch: Batch) -> None:
+    """The prompts (stream position + text) an iteration trains on, in RUN_DIR/prompts.jsonl."""
     if run.run_dir is not None:
         with (Path(run.run_dir) / "prompts.jsonl").open("a") as f:
-            f.write(json.dumps({"iteration": run.iteration + 1, "positions": [p.index for p in prompts],
-                                "prompts": [p.text for p in prompts]}) + "\n")
-    return prompts
+            f.write(json.dumps({"iteration": batch.iteration, "positions": [p.index for p in batch.prompts],
+                                "prompts": [p.text for p in batch.prompts]}) + "\n")
 
 
-def generate(run: RunState, prompts: list[Prompt]) -> list:
-    """Split prompts over the rollout actors; returns one shard ObjectRef per actor.
-
-    A rollout actor lost at any moment is replaced, given the current weights (the pool's
-    `on_replace`, set up by the weight sync), and its prompts are generated again (same
-    seeds, so the same samples).
-    """
-    pool = run.roles.rollout
-    chunks = [list(c) for c in np.array_split(np.arange(len(prompts)), len(pool.actors))]
-    items = [[(prompts[i].index, prompts[i].token_ids, prompts[i].text) for i in c] for c in chunks]
-    calls = pool.map("generate", [(it, run.policy_version) for it in items], prompts=[len(it) for it in items])
-    return [c.refs[0] for c in calls]
+def score(run: RunState, batch: Batch) -> dict:
+    """Labeler rewards ‖ reference logprobs ‖ scorer rewards (sent chunk by chunk as each was
+    generated, driver/pipeline.py) ‖ the learners' old logprobs and values of the whole batch,
+    each under the call policy."""
+    shards = [c.shard for c in batch.chunks]
+    olds = run.pipeline.on_learners("old_logprobs_and_values", shards)
+    scored = run.pipeline.scored(batch, [(run.roles.learners, c) for c in olds])
+    scored["old"] = [c.refs[0] for c in olds]
+    scored["timings"]["timing/values"] = max(c.value["seconds"] for c in olds)
+    return scored
 
 
-def score(run: RunState, shards: list) -> dict:
-    """Labeler rewards ‖ reference logprobs ‖ scorer rewards ‖ learner old logprobs and
-    values, all sent at once, then awaited role by role (each under the call policy)."""
-    prompts = _prompts_per_shard(run, shards)
-    roles = run.roles
-    sent = {}  # pool -> (its calls, its share of the shards)
-    for pool in [roles.labeler, roles.reference, *(roles.scorers or {}).values()]:
-        if pool is not None:
-            groups = [list(g) for g in np.array_split(np.arange(len(shards)), len(pool.actors)) if len(g)]
-            method = {"labeler": "direct_rewards", "reference": "logprobs"}.get(pool.role, "scores")
-            sent[pool.role] = (pool, [pool.submit(k, method, [shards[i] for i in g], prompts=sum(prompts[i] for i in g))
-                                      for k, g in enumerate(groups)])
-    olds = [roles.learners.submit(k, "old_logprobs_and_values", shards) for k in range(len(roles.learners.actors))]
-    done = {role: pool.wait(calls) for role, (pool, calls) in sent.items()}
-    roles.learners.wait(olds)
-    timings = {"timing/values": max(c.value["seconds"] for c in olds)}
-    for role, calls in done.items():
-        key = {"labeler": "timing/reward", "reference": "timing/reference"}.get(role, f"timing/reward/{role}")
-        timings[key] = max(c.value["seconds"] for c in calls)
-    refs = {role: [c.refs[0] for c in calls] for role, calls in done.items()}
-    return {"rewards": refs.pop("labeler", []), "ref_logp": refs.pop("reference", []), "old": [c.refs[0] for c in olds],
-            "timings": timings, "scorers": refs}
-
-
-def _prompts_per_shard(run: RunState, shards: list) -> list[int]:
-    # Shards follow the rollout split of generate(): actor k's share of the prompts.
-    n, k = run.cfg.data.prompts_per_iteration, len(shards)
-    return [len(c) for c in np.array_split(np.arange(n), k)]
-
-
-def prepare_experience(run: RunState, shards: list, scored: dict) -> dict:
+def prepare_experience(run: RunState, scored: dict) -> dict:
     """Advantages on every learner; returns rank 0's numeric stats (its samples are recorded)."""
-    stats = run.roles.learners.call_all("prepare_experience", shards, scored["rewards"], scored["ref_logp"],
-                                        scored["old"], run.kl.value, run.iteration, scored.get("scorers"))[0]
+    stats = run.pipeline.run_on_learners("prepare_experience", scored["shards"], scored["rewards"], scored["ref_logp"],
+                                         scored["old"], run.kl.value, run.iteration, scored.get("scorers"))[0]
     record_samples(run, stats.pop("samples", []))
     return stats
 
@@ -160,11 +137,13 @@ def record_samples(run: RunState, samples: list[dict]) -> None:
 
 
 def train(run: RunState) -> dict:
-    per_rank = run.roles.learners.call_all("train")
+    per_rank = run.pipeline.run_on_learners("train")
     return {k: float(np.mean([r[k] for r in per_rank])) for k in per_rank[0]}
 
 
 def sync_weights(run: RunState) -> dict:
+    """The engines finish the chunks they are generating, then load the new weights."""
+    run.pipeline.advance()
     run.policy_version += 1
     return run.sync.push(run.roles.learners, run.roles.rollout, run.policy_version)
 
