@@ -401,6 +401,9 @@ def cmd_samples(args) -> int:
 COMMANDS["samples"] = cmd_samples
 
 
+EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by SIGINT
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
@@ -416,6 +419,10 @@ def main(argv: list[str] | None = None) -> int:
     except (RunStopped, ActorFailed, ActorCodeError) as err:
         print(f"rlaif-ray: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # the actors and the private Ray are already stopped
+        hint = "; `rlaif-ray train --resume RUN_DIR` continues from the last checkpoint" if args.command == "train" else ""
+        print(f"rlaif-ray: {args.command}: interrupted; everything written so far is kept{hint}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Exception as err:
         if type(err).__module__.split(".")[0] != "ray":  # ours: a bug, show the traceback
             raise

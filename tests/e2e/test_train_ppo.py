@@ -1,6 +1,7 @@
 """The embedded default, end to end: 2 rollout actors, 1 labeler, 1 reference, 2 learners, PPO
 with a critic, 12 iterations — every required metric every iteration, an exact weight sync,
-and visible learning against both the labeler and the task's own ground truth."""
+and visible learning against both the labeler and the task's own ground truth; the same
+thresholds hold for the pipelined loop (`pipeline.max_staleness: 1` with TIS)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,13 @@ REQUIRED = ["iteration", "policy_version", "reward/mean", "reward/std", "kl/mean
             "timing/values", "timing/train", "timing/sync", "timing/iteration"]
 
 
+PIPELINED = ("pipeline.max_staleness=1", "ppo.off_policy_correction=tis")
+
+
 @pytest.mark.slow
-def test_default_run_learns(ray_local, make_config, tmp_path):
-    cfg = make_config()  # configs/local.yaml as shipped, on the tiny models
+@pytest.mark.parametrize("overrides", [(), PIPELINED], ids=["synchronous", "pipelined"])
+def test_default_run_learns(ray_local, make_config, tmp_path, overrides):
+    cfg = make_config(*overrides)  # configs/local.yaml as shipped (+ k = 1), on the tiny models
     assert (cfg.rollout.num_actors, cfg.labeler.num_actors, cfg.learner.num_workers) == (2, 1, 2)
     summary = train_run(cfg, tmp_path / "run", progress=False)
     rows = read_metrics(tmp_path / "run")
@@ -47,4 +52,5 @@ def test_default_run_learns(ray_local, make_config, tmp_path):
     assert gt_last.mean() - gt_first.mean() > 0.3, (gt_first, gt_last)
     assert all(math.isfinite(r["kl/mean"]) for r in rows)
     assert summary["iterations"] == cfg.run.iterations
+    assert max(r["pipeline/staleness/max"] for r in rows) == cfg.pipeline.max_staleness
     assert (tmp_path / "run" / "checkpoints").exists()  # the final checkpoint
