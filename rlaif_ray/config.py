@@ -33,6 +33,8 @@ class Resources(_Strict):
         default_factory=dict,
         description="Custom Ray resources per actor, e.g. {rollout: 1} to pin a role to a node type.",
     )
+    cpu_affinity: list[int] | None = Field(None, min_length=1, description="CPU cores (Linux ids) this role's actors run on, "
+                                           "with that many compute threads each; gives roles disjoint cores on a shared CPU node. null: Ray's default.")
 
     def as_bundle(self) -> dict[str, float]:
         """The placement-group bundle of one actor."""

@@ -90,6 +90,7 @@ class Call:
     attempts: int = 0
     value: Any = None
     sent_at: float = 0.0              # time.monotonic() of the last send
+    done: bool = False                # its result came back (`value` is set)
 
     @property
     def wait_ref(self):
@@ -184,6 +185,7 @@ def wait_any(pending: list[tuple[Any, Call]], timeout_s: float | None = None) ->
             pool.usage.waited_s += waited
             try:
                 call.value = ray.get(ready[0])
+                call.done = True
                 pool.usage.finished(call, time.monotonic())
                 return pool, call
             except RayError as err:

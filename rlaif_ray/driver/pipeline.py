@@ -102,23 +102,28 @@ class Pipeline:
 
     # ------------------------------------------------------------------ waiting
 
-    def advance(self, until: list[tuple[object, Call]] = ()) -> list[Call]:
+    def advance(self, until: list[tuple[object, Call]] | None = None) -> list[Call]:
         """Wait for the calls in `until` (pairs of pool and call); meanwhile every chunk whose
-        generation returns goes on to scoring. With `until` empty: until every chunk in flight
-        is generated. Returns the calls of `until`, each with its value."""
-        waiting = list(until)
+        generation returns goes on to scoring, and scores that come back are taken in (so
+        failures show, and each role's busy time counts, as they happen). `until=None`: until
+        every chunk in flight is generated. Returns the calls of `until`, each with its value."""
+        everything = until is None
+        until = list(until or [])
+        waiting = [(p, c) for p, c in until if not c.done]
         rollout = self.run.roles.rollout
+        pools = {p.role: p for p in self._scoring_pools()}
         while True:
             gens = {c.gen: c for b in self.batches for c in b.generating()}
-            if not waiting and not gens:
+            if not waiting and not (everything and gens):
                 return [c for _, c in until]
-            pool, call = wait_any(waiting + [(rollout, g) for g in gens])
+            scoring = [(pools[role], call) for b in self.batches for c in b.chunks
+                       for role, call in c.scores.items() if not call.done]
+            pool, call = wait_any(waiting + [(rollout, g) for g in gens] + scoring)
             if call in gens:
                 chunk = gens[call]
                 chunk.shard, chunk.version = call.refs[0], call.value["policy_version"]
                 self._send_scoring(chunk)
-            else:
-                waiting = [(p, c) for p, c in waiting if c is not call]
+            waiting = [(p, c) for p, c in waiting if c is not call]
 
     def generated(self) -> Batch:
         """Take the oldest batch in flight once all its chunks are generated."""
