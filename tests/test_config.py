@@ -47,6 +47,10 @@ def test_local_yaml_loads():
         ("ppo.clip=-0.1", "ppo.clip", "greater than 0"),
         ("ppo.algorithm=dpo", "ppo.algorithm", "'ppo', 'grpo', 'rloo' or 'reinforce_pp'"),
         ("reward.sources=[{kind: nope}]", "reward.sources.0.kind", "labeler_direct"),
+        ("pipeline.max_staleness=-1", "pipeline.max_staleness", "greater than or equal to 0"),
+        ("ppo.off_policy_correction=is", "ppo.off_policy_correction", "'none', 'tis' or 'decoupled'"),
+        ("ppo.importance_cap=1", "ppo.importance_cap", "greater than 1"),
+        ("rollout.resources.cpu_affinity=[]", "rollout.resources.cpu_affinity", "at least 1"),
     ],
 )
 def test_field_errors_name_the_path(override, path, why):
@@ -74,6 +78,7 @@ def test_field_errors_name_the_path(override, path, why):
         (["kl.controller=adaptive"], "kl.target"),
         (["sync.backend=nccl"], "sync.backend"),
         (["learner.backend=nccl"], "learner.backend"),
+        (["pipeline.max_staleness=1"], "pipeline.max_staleness"),
     ],
 )
 def test_cross_field_errors_name_the_path(overrides, path):
@@ -94,6 +99,14 @@ def test_cross_field_messages_say_why():
                             "ppo.minibatch_size=16"])
     with pytest.raises(ConfigError, match=r"got 1\.\.5"):
         load_config(LOCAL, ["labeler.score_max=5"])
+
+
+def test_stale_samples_need_a_correction_or_an_explicit_yes():
+    with pytest.raises(ConfigError, match=r"set ppo.off_policy_correction to tis or decoupled \(or pipeline.allow_uncorrected"):
+        load_config(LOCAL, ["pipeline.max_staleness=2"])
+    assert load_config(LOCAL, ["pipeline.max_staleness=2", "ppo.off_policy_correction=decoupled"]).pipeline.max_staleness == 2
+    assert load_config(LOCAL, ["pipeline.max_staleness=1", "pipeline.allow_uncorrected=true"]).ppo.off_policy_correction == "none"
+    assert load_config(LOCAL, []).pipeline.max_staleness == 0  # the synchronous loop by default
 
 
 def test_cross_field_rules_accept_valid_variants():
