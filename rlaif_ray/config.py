@@ -498,7 +498,8 @@ def _cross_field_errors(c: RunConfig):
         yield "kl.target: the adaptive KL controller needs a target KL"
     if c.sync.backend == "nccl" and not (c.uses_gpus and c.rollout.resources.num_gpus > 0):
         yield "sync.backend: nccl needs GPUs on the learner and rollout roles (resources.num_gpus > 0)"
-    sizes = {"rollout": c.rollout.num_actors, "labeler": c.labeler.num_actors, "learner": c.learner.num_workers}
+    sizes = {"rollout": c.rollout.num_actors, "labeler": c.labeler.num_actors, "reference": c.reference.num_actors,
+             "learner": c.learner.num_workers}
     for k, f in enumerate(c.chaos.faults):
         if f.actor >= sizes[f.role]:
             yield f"chaos.faults.{k}.actor: {f.role} has {sizes[f.role]} actor(s), no index {f.actor}"

@@ -79,6 +79,7 @@ def test_field_errors_name_the_path(override, path, why):
         (["sync.backend=nccl"], "sync.backend"),
         (["learner.backend=nccl"], "learner.backend"),
         (["pipeline.max_staleness=1"], "pipeline.max_staleness"),
+        (["chaos.faults=[{role: reference, actor: 1, iteration: 1}]"], "chaos.faults.0.actor"),
     ],
 )
 def test_cross_field_errors_name_the_path(overrides, path):

@@ -1,7 +1,7 @@
 """Pipelined mode (`pipeline.max_staleness: 1`) keeps the synchronous loop's guarantees: exact
 resume (4 straight vs 3 + resume from the checkpoint at 2 + 2, the checkpoint carrying the
-batch generated ahead), a rollout actor SIGKILLed mid-pipeline replaced with its chunk redone
-(the same numbers), the staleness bound in every row, and a Ctrl-C that stops the run at once.
+batch generated ahead), rollout, labeler and reference actors SIGKILLed mid-pipeline replaced
+with their chunks redone (the same numbers), the staleness bound in every row, and a Ctrl-C that stops the run at once.
 Real Ray actors, vLLM engines and DeepSpeed learners on the tiny models."""
 
 from __future__ import annotations
@@ -70,14 +70,17 @@ def test_pipelined_resume_continues_exactly(straight, make_config, tmp_path):
 
 
 @pytest.mark.slow
-def test_rollout_killed_mid_pipeline_is_redone_exactly(straight, make_config, tmp_path):
-    # At iteration 3 rollout-0's first call generates batch 4 ahead (as v2): SIGKILL, replaced,
-    # the replacement loads v2 and regenerates the chunk with the same seeds.
-    cfg = make_config("run.iterations=4", *PIPELINED, "chaos.faults=[{role: rollout, actor: 0, iteration: 3}]")
-    train_run(cfg, tmp_path / "run", progress=False)
+def test_actors_killed_mid_pipeline_are_redone_exactly(straight, make_config, tmp_path):
+    # During iteration 2 the reference scores batch 3's chunks as they are generated; during
+    # iteration 3 rollout-0 generates batch 4 ahead (as v2) and the labeler scores it. Each is
+    # SIGKILLed at that call, replaced (the rollout one loads v2) and its chunk redone.
+    faults = "[{role: reference, iteration: 2}, {role: rollout, actor: 0, iteration: 3}, {role: labeler, iteration: 3}]"
+    train_run(make_config("run.iterations=4", *PIPELINED, f"chaos.faults={faults}"), tmp_path / "run", progress=False)
     rows = read_metrics(tmp_path / "run")
     same_numbers(read_metrics(straight), rows)
-    assert rows[-1]["recovery/rollout/restarts"] == 1 and rows[-1]["recovery/rollout/redone_prompts"] == 2
+    last = rows[-1]
+    assert [last[f"recovery/{role}/restarts"] for role in ("reference", "rollout", "labeler")] == [1, 1, 1]
+    assert last["recovery/rollout/redone_prompts"] == 2  # one chunk of 2 prompts
 
 
 @pytest.mark.slow
