@@ -2,7 +2,8 @@
 
 On a CPU node shared by several roles, each role can get cores of its own, as it would get
 GPUs of its own on a cluster: its actors run only there and size their thread pools to them
-(torch's intra-op threads, OpenMP, and vLLM's CPU thread binding). Linux only.
+(torch's intra-op threads, OpenMP, and vLLM's CPU thread binding). Linux only. The pool
+runs `pin_to_cores` first thing in each actor's process (`driver.logs.set_up_first`).
 """
 
 from __future__ import annotations
@@ -29,18 +30,3 @@ def pin_to_cores(cores: list[int]) -> None:
     os.environ["OMP_NUM_THREADS"] = n
     os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, cores))  # vLLM binds its OpenMP threads here
     torch.set_num_threads(len(cores))
-
-
-def pinned(cls: type, cores: list[int]) -> type:
-    """`cls` whose instances first pin their process to `cores`, then construct (the same
-    pattern as driver/logs.py's `with_output_to`: the constructor is the first of our code
-    that runs in an actor's process)."""
-
-    class Pinned(cls):
-        def __init__(self, *args, **kwargs):
-            pin_to_cores(cores)
-            super().__init__(*args, **kwargs)
-
-    Pinned.__name__ = Pinned.__qualname__ = cls.__name__
-    Pinned.__doc__ = cls.__doc__
-    return Pinned

@@ -26,6 +26,7 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 from tqdm import tqdm
 
@@ -158,23 +159,25 @@ def redirect_output(path: str) -> None:
     os.close(fd)
 
 
-def with_output_to(cls: type, path: str) -> type:
-    """`cls` whose instances first send their process's output to `path`, then construct.
+def set_up_first(cls: type, steps: list[tuple[Callable, tuple]]) -> type:
+    """`cls` whose instances first run each `fn(*args)` of `steps` in their own process (e.g.
+    `redirect_output(path)`, `actors.cores.pin_to_cores(cores)`), then construct.
 
     Why a subclass: an actor gets a process of its own, and its constructor is the first of
     our code that runs there, before any engine is imported. Ray's runtime_env
     `worker_process_setup_hook` would run even earlier, but Ray 2.60 honours it only for the
-    whole job (ray.init), not per actor, so it cannot carry a per-actor file. The actor
-    classes themselves stay unaware of logging.
+    whole job (ray.init), not per actor, so it cannot carry a per-actor file or core set.
+    The actor classes themselves stay unaware of logging and placement.
     """
 
-    class Logged(cls):
+    class SetUp(cls):
         def __init__(self, *args, **kwargs):
-            redirect_output(path)
+            for fn, fn_args in steps:
+                fn(*fn_args)
             super().__init__(*args, **kwargs)
 
     # Ray names actors after the class (`ray list actors`, error messages). The class still
     # travels by value: this module has no attribute of that name to import it by.
-    Logged.__name__ = Logged.__qualname__ = cls.__name__
-    Logged.__doc__ = cls.__doc__
-    return Logged
+    SetUp.__name__ = SetUp.__qualname__ = cls.__name__
+    SetUp.__doc__ = cls.__doc__
+    return SetUp

@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 import ray
 
-from rlaif_ray.batch import RolloutBatch
 from rlaif_ray.data import Prompt
 from rlaif_ray.driver.calls import Call, wait_any
 

@@ -18,11 +18,11 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayError
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from actors.cores import pinned
+from actors.cores import pin_to_cores
 from rlaif_ray.config import Resources
 from rlaif_ray.driver import calls
 from rlaif_ray.driver.calls import Call, CallPolicy, Recovery, Usage
-from rlaif_ray.driver.logs import STREAM, RunLogs, with_output_to
+from rlaif_ray.driver.logs import STREAM, RunLogs, redirect_output, set_up_first
 from rlaif_ray.errors import ActorCodeError, ActorFailed
 
 log = logging.getLogger("rlaif_ray")
@@ -81,8 +81,9 @@ class ActorPool:
             scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=i),
             runtime_env={"env_vars": dict(self.env_vars)}, max_restarts=0, max_task_retries=0)
         log_file = self.logs.actor_file(f"{self.role}-{i}")
-        cls = pinned(self.cls, r.cpu_affinity) if r.cpu_affinity else self.cls
-        cls = with_output_to(cls, log_file) if log_file else cls
+        steps = [(redirect_output, (log_file,))] if log_file else []  # first: later errors reach the file
+        steps += [(pin_to_cores, (list(r.cpu_affinity),))] if r.cpu_affinity else []
+        cls = set_up_first(self.cls, steps) if steps else self.cls
         return ray.remote(cls).options(**opts).remote(*self.make_args(i))
 
     def wait_ready(self, timeout_s: float) -> None:
