@@ -57,8 +57,9 @@ class Recovery:
     restarts: dict[str, int] = field(default_factory=dict)
     redone_prompts: dict[str, int] = field(default_factory=dict)
 
-    def count(self, role: str, prompts: int) -> None:
-        self.restarts[role] = self.restarts.get(role, 0) + 1
+    def count(self, role: str, prompts: int, restarted: bool = True) -> None:
+        """A call of `role` covering `prompts` is redone; `restarted`: on an actor replaced for it."""
+        self.restarts[role] = self.restarts.get(role, 0) + int(restarted)
         self.redone_prompts[role] = self.redone_prompts.get(role, 0) + prompts
 
     def metrics(self) -> dict[str, int]:
@@ -91,6 +92,7 @@ class Call:
     value: Any = None
     sent_at: float = 0.0              # time.monotonic() of the last send
     done: bool = False                # its result came back (`value` is set)
+    actor: Any = None                 # the handle it was last sent to
 
     @property
     def wait_ref(self):
@@ -150,7 +152,8 @@ def submit(pool, i: int, method: str, *args, prompts: int = 0, timeout_s: float 
 
 
 def _send(pool, call: Call, timeout_s: float | None = None) -> None:
-    call.refs = getattr(pool.actors[call.i], call.method).remote(*call.args)
+    call.actor = pool.actors[call.i]
+    call.refs = getattr(call.actor, call.method).remote(*call.args)
     call.sent_at = time.monotonic()
     call.deadline = time.monotonic() + (timeout_s or pool.policy.timeout_s)
 
@@ -213,6 +216,14 @@ def _recover(pool, call: Call, err: BaseException, timeout_s: float | None) -> N
     log_full(name, call.method, err)
     if not pool.replaceable:
         raise ActorFailed(name, f"{cause} during {what}") from None
+    if call.actor is not pool.actors[call.i]:
+        # Sent to an actor that another failed call has already replaced (several calls queue
+        # on one actor in pipelined mode): redo it on the replacement, which is not to be
+        # replaced in turn.
+        log.warning("%s %s during %s; redoing the call on its replacement", name, cause, what)
+        pool.recovery.count(pool.role, call.prompts, restarted=False)
+        _send(pool, call, timeout_s)
+        return
     while True:
         if call.attempts >= pool.policy.max_restarts:
             raise ActorFailed(name, f"{cause} during {what}; gave up after {call.attempts} replacements "

@@ -84,6 +84,19 @@ def test_actor_killed_inside_a_call_is_replaced_and_the_call_redone(pool):
                                        "recovery/worker/restarts": 1, "recovery/worker/redone_prompts": 3}
 
 
+def test_calls_queued_on_a_killed_actor_all_move_to_one_replacement(pool):
+    # Pipelined mode queues several calls on one actor; the first failure replaces it, the
+    # others are redone on that replacement instead of replacing it again (and again).
+    pid = ray.get(pool.actors[0].pid.remote())
+    calls = [pool.submit(0, "double", [k], 1.0, prompts=1) for k in range(3)]
+    time.sleep(0.5)
+    os.kill(pid, signal.SIGKILL)
+    pool.wait(calls)
+    assert [ray.get(c.refs[0]) for c in calls] == [[0], [2], [4]]
+    assert pool.recovery.metrics() == {"recovery/actor_restarts": 1, "recovery/redone_prompts": 3,
+                                       "recovery/worker/restarts": 1, "recovery/worker/redone_prompts": 3}
+
+
 def test_actor_killed_between_calls_is_replaced_at_its_next_call(pool):
     pool.call(0, "double", [1])
     kill(pool, 0)
