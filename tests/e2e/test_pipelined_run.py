@@ -70,16 +70,19 @@ def test_pipelined_resume_continues_exactly(straight, make_config, tmp_path):
 
 
 @pytest.mark.slow
-def test_actors_killed_mid_pipeline_are_redone_exactly(straight, make_config, tmp_path):
+def test_actors_and_a_learner_killed_mid_pipeline_give_the_same_numbers(straight, make_config, tmp_path):
     # During iteration 2 the reference scores batch 3's chunks as they are generated; during
     # iteration 3 rollout-0 generates batch 4 ahead (as v2) and the labeler scores it. Each is
     # SIGKILLed at that call, replaced (the rollout one loads v2) and its chunk redone.
-    faults = "[{role: reference, iteration: 2}, {role: rollout, actor: 0, iteration: 3}, {role: labeler, iteration: 3}]"
+    # Then learner-1 is SIGKILLed at iteration 4: the group is rebuilt from the checkpoint at
+    # 2, which brings back batch 3 as generated ahead by v1, and iterations 3-4 are redone.
+    faults = ("[{role: reference, iteration: 2}, {role: rollout, actor: 0, iteration: 3}, {role: labeler, iteration: 3},"
+              " {role: learner, actor: 1, iteration: 4}]")
     train_run(make_config("run.iterations=4", *PIPELINED, f"chaos.faults={faults}"), tmp_path / "run", progress=False)
     rows = read_metrics(tmp_path / "run")
     same_numbers(read_metrics(straight), rows)
     last = rows[-1]
-    assert [last[f"recovery/{role}/restarts"] for role in ("reference", "rollout", "labeler")] == [1, 1, 1]
+    assert [last[f"recovery/{role}/restarts"] for role in ("reference", "rollout", "labeler", "learner")] == [1, 1, 1, 1]
     assert last["recovery/rollout/redone_prompts"] == 2  # one chunk of 2 prompts
 
 
