@@ -9,6 +9,7 @@ import ray
 import torch
 
 from rlaif_ray.config import ModelSection
+from rlaif_ray.modeling import max_positions
 from rlaif_ray.weights import unpack_bucket, with_tied_head
 
 
@@ -27,7 +28,7 @@ def build_llm(model_path: str, model: ModelSection, kv_cache_mib: int, gpu_memor
     from vllm import LLM
 
     on_gpu = torch.cuda.is_available() and bool(ray.get_gpu_ids())
-    max_model_len = min(max_model_len, _max_positions(model_path, model.trust_remote_code))
+    max_model_len = min(max_model_len, max_positions(model_path, model.trust_remote_code))
     kwargs = dict(
         model=model_path, tokenizer=model_path, dtype=model.dtype, seed=seed,
         trust_remote_code=model.trust_remote_code, max_model_len=max_model_len,
@@ -113,9 +114,3 @@ def _hide_rotary_reload_warning() -> None:
     # Attached to the logger that emits it (not a handler), so it holds wherever vLLM logs go.
     logging.getLogger("vllm.model_executor.model_loader.reload.layerwise").addFilter(_ROTARY_FILTER)
 
-
-def _max_positions(model_path: str, trust_remote_code: bool) -> int:
-    from transformers import AutoConfig
-
-    conf = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
-    return int(getattr(conf, "max_position_embeddings", 1 << 20))

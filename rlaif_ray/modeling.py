@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
 from rlaif_ray.algorithms import entropy_from_logits
 from rlaif_ray.batch import RolloutBatch, gather_response, model_inputs
@@ -105,3 +105,10 @@ def _stack_rows(parts, width):
     import numpy as np
 
     return np.concatenate(parts).astype("float32") if parts else np.zeros((0, width), "float32")
+
+
+def max_positions(model_path: str, trust_remote_code: bool = False) -> int:
+    """The longest sequence the model's config allows (`max_position_embeddings`; a model
+    that names none is taken as unbounded, 2^20)."""
+    conf = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+    return int(getattr(conf, "max_position_embeddings", 1 << 20))

@@ -102,8 +102,8 @@ def test_context_check_fails_fast_with_the_number_to_set(tiny_models, tmp_path, 
     with pytest.raises(ConfigError, match=r"label.source: pair 1's labeler prompt needs \d+ tokens, but the labeler model .* has only 512 positions"):
         check_labeler_context(cfg, long)
     # A model with more positions: the engine's budget (512 + 16 + 16 = 544) is what is short.
-    import actors.engine
+    import rlaif_ray.modeling
 
-    monkeypatch.setattr(actors.engine, "_max_positions", lambda *a: 4096)
+    monkeypatch.setattr(rlaif_ray.modeling, "max_positions", lambda *a: 4096)
     with pytest.raises(ConfigError, match=r"data.max_prompt_tokens: pair 1's .* engine gets 544 .*; raise data.max_prompt_tokens by \d+"):
         check_labeler_context(cfg, long)

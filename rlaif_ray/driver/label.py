@@ -132,12 +132,11 @@ def write_shard(out: Path, k: int, lo: int, pairs: list[dict], result: dict) -> 
 
 def check_labeler_context(cfg: RunConfig, pairs: list[dict]) -> None:
     """Fail before any actor starts if a pair's labeler prompt would not fit the engine."""
-    from actors.engine import _max_positions
-    from rlaif_ray.modeling import load_tokenizer
+    from rlaif_ray.modeling import load_tokenizer, max_positions
 
     lc = cfg.labeler
     # The same engine length the labeler actor gets, and the same prompt it builds.
-    budget, positions = labeler_context_tokens(cfg), _max_positions(cfg.model.labeler, cfg.model.trust_remote_code)
+    budget, positions = labeler_context_tokens(cfg), max_positions(cfg.model.labeler, cfg.model.trust_remote_code)
     context = min(budget, positions)
     tokenizer = load_tokenizer(cfg.model.labeler, cfg.model.trust_remote_code)
     prompts = LabelerPrompts(lc, tokenizer, cfg.model.labeler)
