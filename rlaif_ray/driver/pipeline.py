@@ -22,6 +22,7 @@ At k = 0 one batch is in flight: the synchronous loop, with the same numbers.
 from __future__ import annotations
 
 import pickle
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +64,9 @@ class Pipeline:
     """The batches in flight, oldest first, and the rules that move them along."""
 
     def __init__(self, run):
-        self.run = run
+        # A proxy, not the run itself: a reference cycle would keep a finished run (and the
+        # weight buckets its sync holds in the object store) alive until the cyclic GC ran.
+        self.run = weakref.proxy(run)
         self.batches: deque[Batch] = deque()
         self.turn: dict[str, int] = {}  # role -> next actor to give a chunk (round robin)
 

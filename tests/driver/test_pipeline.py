@@ -7,10 +7,12 @@ carry its newer version, and a checkpoint's batches come back exactly. Plus the 
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
 import time
+import weakref
 from types import SimpleNamespace
 
 import numpy as np
@@ -77,9 +79,13 @@ def make_run(ray_local, k: int, iterations: int = 4, prompts: int = 4):
     cfg = SimpleNamespace(pipeline=SimpleNamespace(max_staleness=k, chunk_prompts=None),
                           run=SimpleNamespace(iterations=iterations), data=SimpleNamespace(prompts_per_iteration=prompts))
     roles = SimpleNamespace(rollout=rollout, labeler=labeler, reference=None, scorers=None, learners=None)
-    run = SimpleNamespace(cfg=cfg, roles=roles, stream=stream, iteration=0, policy_version=0)
+    run = FakeRun(cfg=cfg, roles=roles, stream=stream, iteration=0, policy_version=0)
     run.pipeline = Pipeline(run)
     return run
+
+
+class FakeRun(SimpleNamespace):
+    """The parts of a RunState the pipeline reads (a class: it holds the run by weak proxy)."""
 
 
 @pytest.fixture
@@ -93,6 +99,21 @@ def pipelined(ray_local):
     for r in runs:
         r.roles.rollout.shutdown()
         r.roles.labeler.shutdown()
+
+
+def test_a_finished_run_is_freed_at_once():
+    # Its weight sync holds the newest weights in the object store (hundreds of MB for a real
+    # model): they must go with the run, not whenever the cyclic GC comes by.
+    from rlaif_ray.driver.train import RunState
+
+    gc.disable()
+    try:
+        run = RunState(None, None, None, None, None, [])
+        gone = weakref.ref(run)
+        del run
+        assert gone() is None
+    finally:
+        gc.enable()
 
 
 def test_cut_keeps_prompts_whole_and_defaults_to_one_chunk_per_actor():
