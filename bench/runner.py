@@ -1,4 +1,4 @@
-"""`rlaif-ray bench [all|rollout|sync|trl|scaling|overhead|memory|pipeline] [--quick]`.
+"""`rlaif-ray bench [all|rollout|sync|trl|scaling|overhead|memory|pipeline|layouts] [--quick]`.
 
 Runs the benchmarks one at a time (never two at once: they would measure each other) and
 writes `bench/results/<name>.json` and `<name>.md` for each, with the machine and its load
@@ -20,7 +20,7 @@ from bench.common import RESULTS_DIR, judge_quiet, load_average, machine_info, w
 # name -> module with `run(quick) -> Result`; "all" runs them in this order.
 BENCHMARKS = {"rollout": "bench.rollout", "sync": "bench.sync", "trl": "bench.vs_trl",
               "scaling": "bench.scaling", "overhead": "bench.overhead", "memory": "bench.memory",
-              "pipeline": "bench.pipeline"}
+              "pipeline": "bench.pipeline", "layouts": "bench.layouts"}
 
 
 def run_benchmarks(names: list[str], quick: bool, out_dir: Path = RESULTS_DIR,
