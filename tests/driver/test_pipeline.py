@@ -29,6 +29,9 @@ from rlaif_ray.driver.pools import ActorPool
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
+SLOW_S = 3.0  # rollout-1's generation: far longer than a dispatch, even on 2 loaded cores
+
+
 class Engine:
     """Generates one sample per prompt, response = [prompt position]; actor 1 is slow."""
 
@@ -47,7 +50,7 @@ class Engine:
     @ray.method(num_returns=2)
     def generate(self, items, version):
         assert version <= self.version
-        time.sleep(1.5 if self.rank == 1 else 0.05)
+        time.sleep(SLOW_S if self.rank == 1 else 0.05)
         shard = build_shard([list(ids) for _, ids, _ in items], [[i] for i, _, _ in items], [[-0.5]] * len(items),
                             [i for i, _, _ in items], [0] * len(items), [t for _, _, t in items], ["r"] * len(items),
                             max_response_len=1, policy_version=self.version)
@@ -60,8 +63,9 @@ class Labeler:
 
     @ray.method(num_returns=2)
     def direct_rewards(self, shard_refs):
+        started_at = time.time()  # before reading the shards (the first read imports torch)
         shards = ray.get(list(shard_refs))
-        return np.concatenate([s.prompt_index for s in shards]).astype(np.float32), {"seconds": 0.0, "started_at": time.time()}
+        return np.concatenate([s.prompt_index for s in shards]).astype(np.float32), {"seconds": 0.0, "started_at": started_at}
 
 
 def make_run(ray_local, k: int, iterations: int = 4, prompts: int = 4):
@@ -69,6 +73,8 @@ def make_run(ray_local, k: int, iterations: int = 4, prompts: int = 4):
     recovery = Recovery()
     rollout = ActorPool("rollout", Engine, Resources(num_cpus=0.01), 2, lambda r: (r,), {}, 60.0, policy=policy, recovery=recovery)
     labeler = ActorPool("labeler", Labeler, Resources(num_cpus=0.01), 1, lambda r: (), {}, 60.0, policy=policy, recovery=recovery)
+    for pool in (rollout, labeler):  # started, so that timings below are not start-up's
+        pool.wait_ready(60.0)
     stream = SimpleNamespace(position=0)
 
     def take(n):
