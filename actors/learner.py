@@ -16,13 +16,13 @@ import torch
 
 from actors import process_group
 from rlaif_ray.algorithms import corrected_policy_loss, kl_penalty_loss, masked_mean, ppo_policy_loss, ppo_value_loss
-from rlaif_ray.batch import RolloutBatch, build_shard
+from rlaif_ray.batch import RolloutBatch
 from rlaif_ray.config import RunConfig
 from rlaif_ray.experience import build_experience, display_samples
 from rlaif_ray.rewards import function_rewards
 from rlaif_ray.modeling import (Critic, batched_response_values, load_causal_lm, response_logprobs,
                                 response_values)
-from rlaif_ray.weights import pack_state_dict
+from rlaif_ray.weight_sync import make_sender, probe
 
 
 def deepspeed_config(cfg: RunConfig) -> dict:
@@ -63,6 +63,7 @@ class LearnerWorker:
         if cfg.uses_critic:
             self.critic = self._engine(Critic(cfg.model.policy, cfg.model.dtype, cfg.model.trust_remote_code),
                                        cfg.learner.critic_lr, ds_cfg)
+        self.sender = make_sender(cfg.sync, self.policy.module, cfg.learner.zero_stage, self.rank)
         self.exp = None
         self.iteration = 0
         return self.name
@@ -230,14 +231,6 @@ class LearnerWorker:
             self.policy.module.save_pretrained(directory / "hf", state_dict=dict(named))
             AutoTokenizer.from_pretrained(tokenizer_source).save_pretrained(directory / "hf")
 
-    def load_checkpoint(self, directory: str) -> None:
-        directory = Path(directory) / "learner"
-        self.policy.load_checkpoint(str(directory), tag="policy")
-        if self.critic is not None:
-            self.critic.load_checkpoint(str(directory), tag="critic")
-
-    # ----------------------------------------------------------------- weight sync support
-
     def named_weights(self):
         """(name, full tensor) of the policy in HF checkpoint names; collective under ZeRO-3."""
         import deepspeed
@@ -249,45 +242,22 @@ class LearnerWorker:
                 return [(n, p.detach().clone().cpu()) for n, p in params]
         return [(n, p.detach().cpu()) for n, p in params]
 
-    def put_weight_buckets(self, bucket_mib: int) -> list:
-        """Rank 0: the full weights as object-store buckets (one `ray.put` each); others: []."""
-        named = self.named_weights()
-        if self.rank != 0:
-            return []
-        return [ray.put(b) for b in pack_state_dict(named, bucket_mib * 2**20)]
+    def load_checkpoint(self, directory: str) -> None:
+        directory = Path(directory) / "learner"
+        self.policy.load_checkpoint(str(directory), tag="policy")
+        if self.critic is not None:
+            self.critic.load_checkpoint(str(directory), tag="critic")
 
-    def weight_metadata(self):
-        """Names, full shapes, dtypes of the policy: what NCCL receivers build their plan from."""
-        from actors.nccl_sync import learner_metadata
+    # ----------------------------------------------------------------- weight sync
 
-        return learner_metadata(self.policy.module)
-
-    def _weight_sender(self, bucket_mib: int):
-        from actors.nccl_sync import LearnerWeightSender
-
-        sender = getattr(self, "weight_sender", None)
-        if sender is None or sender.plan.bucket_bytes != bucket_mib * 2**20:
-            self.weight_sender = sender = LearnerWeightSender(self.policy.module, bucket_mib * 2**20,
-                                                              self.cfg.learner.zero_stage)
-        return sender
-
-    def init_weight_group(self, master_address: str, master_port: int, world_size: int, timeout_s: float,
-                          bucket_mib: int) -> str:
-        """Rank 0: open rank 0 of the NCCL weight group (blocks until all receivers joined);
-        returns the bucket plan's fingerprint."""
-        return self._weight_sender(bucket_mib).open(master_address, master_port, world_size, timeout_s)
-
-    def broadcast_weights(self, bucket_mib: int) -> dict:
-        """All ranks (ZeRO-3 gathers each bucket collectively); rank 0 broadcasts the buckets."""
-        return self._weight_sender(bucket_mib).broadcast(self.rank)
+    def weight_sender(self, method: str, *args):
+        """Run `method` of this rank's weight sender: the driver end of weight sync calls it
+        (rlaif_ray.weight_sync holds the protocol; this actor only holds the sender)."""
+        return getattr(self.sender, method)(*args)
 
     def probe_logprobs(self, prompt_ids: list[int], token_ids: list[int]) -> list[float]:
-        """Teacher-forced log π(token | prompt, earlier tokens) at temperature 1."""
-        batch = build_shard([prompt_ids], [token_ids], [[0.0] * len(token_ids)], [0], [0], [""], [""],
-                            len(token_ids), policy_version=-1)
-        with torch.no_grad():
-            return response_logprobs(self.policy, batch, 1.0)[0].float().cpu().tolist()
-
+        """The weight-sync probe's learner end (rlaif_ray.weight_sync.probe)."""
+        return probe.learner_logprobs(self.policy, prompt_ids, token_ids)
 
     def generate_greedy(self, prompt_ids: list[list[int]], max_tokens: int) -> list[list[int]]:
         """Greedy continuations with the learner's weights, never stopping at eos (like the

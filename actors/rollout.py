@@ -2,7 +2,7 @@
 
 Distribution: a pool of N of these; the driver gives each a slice of the iteration's prompts
 (`generate` returns an ObjectRef of a `RolloutBatch` shard) and, after every PPO update,
-the learner's weights (`load_weights`).
+the learner's weights (through its weight receiver, `rlaif_ray.weight_sync`).
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ import time
 import numpy as np
 import ray
 
-from actors import nccl_sync
-from actors.engine import build_llm, load_weight_buckets, sample_probe
+from actors.engine import build_llm
 from rlaif_ray.batch import RolloutBatch, build_shard
 from rlaif_ray.config import RunConfig
-from rlaif_ray.probe import PROBE_NEW_TOKENS, PROBE_PROMPT_TOKENS
+from rlaif_ray.weight_sync import make_receiver, probe, worker_extension
 
 
 class RolloutActor:
@@ -27,10 +26,10 @@ class RolloutActor:
         self.llm = build_llm(cfg.model.policy, cfg.model, cfg.rollout.kv_cache_mib,
                              cfg.rollout.gpu_memory_utilization, seed=cfg.run.seed + rank,
                              max_model_len=max(cfg.data.max_prompt_tokens + cfg.rollout.sampling.max_new_tokens,
-                                               PROBE_PROMPT_TOKENS + PROBE_NEW_TOKENS),
-                             worker_extension_cls=nccl_sync.WORKER_EXTENSION if cfg.sync.backend == "nccl" else None)
+                                               probe.PROBE_PROMPT_TOKENS + probe.PROBE_NEW_TOKENS),
+                             worker_extension_cls=worker_extension(cfg.sync))
         self.tokenizer = self.llm.get_tokenizer()
-        self.policy_version = 0
+        self.receiver = make_receiver(cfg.sync, self.llm, self.name)
 
     def ping(self) -> str:
         return self.name
@@ -81,45 +80,18 @@ class RolloutActor:
         return shard, {"actor": self.name, "seconds": time.perf_counter() - start,
                        "tokens": int(shard.response_lens.sum()), "policy_version": policy_version}
 
-    def load_weights(self, bucket_refs: list, policy_version: int, reset_prefix_cache: bool = True) -> float:
-        """Load the learner's full weights into the live engine; returns seconds taken.
+    @property
+    def policy_version(self) -> int:
+        return self.receiver.version
 
-        `reset_prefix_cache=False` exists only to demonstrate (in tests) what the probe catches.
-        """
-        start = time.perf_counter()
-        load_weight_buckets(self.llm, bucket_refs, reset_prefix_cache)
-        self.policy_version = policy_version
-        return time.perf_counter() - start
-
-    # NCCL weight sync (sync.backend: nccl): this engine's vLLM workers are ranks
-    # rank_offset .. rank_offset + weight_group_workers() - 1 of the learner's broadcast group.
-
-    def weight_group_workers(self) -> int:
-        return nccl_sync.engine_workers(self.llm)
-
-    def init_weight_group(self, master_address: str, master_port: int, rank_offset: int, world_size: int,
-                          timeout_s: float, metadata, bucket_mib: int) -> str:
-        """Join the group (blocks until it has formed); returns the fingerprint of the bucket
-        plan derived here from the learner's `metadata`, which must equal the learner's."""
-        self.weight_plan = nccl_sync.build_plan(metadata, bucket_mib * 2**20)
-        nccl_sync.engine_init_weight_group(self.llm, master_address, master_port, rank_offset, world_size, timeout_s)
-        return self.weight_plan.fingerprint
-
-    def receive_weights(self, fingerprint: str, policy_version: int, timeout_s: float) -> float:
-        """Receive the learner's broadcast into the live engine, reset the prefix cache."""
-        if getattr(self, "weight_plan", None) is None:
-            raise RuntimeError(f"{self.name}: receive_weights before init_weight_group")
-        if fingerprint != self.weight_plan.fingerprint:
-            raise RuntimeError(f"{self.name}: bucket plan {self.weight_plan.fingerprint} != sender's {fingerprint}")
-        start = time.perf_counter()
-        nccl_sync.engine_receive(self.llm, self.weight_plan, timeout_s)
-        self.policy_version = policy_version
-        return time.perf_counter() - start
+    def weight_receiver(self, method: str, *args):
+        """Run `method` of this engine's weight receiver: the driver end of weight sync calls
+        it (rlaif_ray.weight_sync holds the protocol; this actor only holds the receiver)."""
+        return getattr(self.receiver, method)(*args)
 
     def probe(self, prompt_ids: list[int], max_tokens: int, seed: int) -> tuple[list[int], list[float]]:
-        """Sample from a fixed prompt (through the prefix cache) and return tokens + logprobs
-        (`actors.engine.sample_probe`)."""
-        return sample_probe(self.llm, prompt_ids, max_tokens, seed)
+        """The weight-sync probe's engine end (rlaif_ray.weight_sync.probe)."""
+        return probe.engine_sample(self.llm, prompt_ids, max_tokens, seed)
 
     def generate_greedy(self, prompt_ids: list[list[int]], max_tokens: int) -> list[list[int]]:
         """Greedy continuations (for checks against the learner)."""

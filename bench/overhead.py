@@ -30,7 +30,7 @@ PHASES = {
     "score": [("LabelerActor.direct_rewards", "ReferenceActor.logprobs", "LearnerWorker.old_logprobs_and_values")],
     "advantages": [("LearnerWorker.prepare_experience",)],
     "train": [("LearnerWorker.train",)],
-    "sync": [("LearnerWorker.put_weight_buckets",), ("RolloutActor.load_weights",)],
+    "sync": [("LearnerWorker.weight_sender",), ("RolloutActor.weight_receiver",)],
     "probe": [("RolloutActor.probe",), ("LearnerWorker.probe_logprobs",)],
 }
 

@@ -7,7 +7,7 @@ A learner (transformers) and a live vLLM engine start from the same weights; the
 weights then move as a PPO update would move them (AdamW steps of a given learning rate on
 a fixed LM loss; Adam's step size per element is ~lr whatever the loss, so "lr × steps"
 describes how far the weights went), and the new weights go to the engine by the project's
-own path (buckets → `actors.engine.load_weight_tensors`), correctly or broken on purpose:
+own path (buckets → `rlaif_ray.weight_sync.ends.load_into_engine`), correctly or broken on purpose:
 
 - correct:        every tensor, prefix cache reset (what `sync` does);
 - not synced:     the engine keeps the old weights (the upper end of what any bug can do);
@@ -44,10 +44,8 @@ os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench.common import REPO_ROOT, machine_info  # noqa: E402
-from rlaif_ray.batch import build_shard  # noqa: E402
-from rlaif_ray.modeling import response_logprobs  # noqa: E402
-from rlaif_ray.probe import PROBE_NEW_TOKENS, PROBE_PROMPT_TOKENS, probe_prompt  # noqa: E402
-from rlaif_ray.weights import pack_state_dict, unpack_bucket  # noqa: E402
+from rlaif_ray.weight_sync.probe import PROBE_NEW_TOKENS, PROBE_PROMPT_TOKENS, probe_prompt  # noqa: E402
+from rlaif_ray.weight_sync.format import wire_round_trip  # noqa: E402
 
 SMOLLM2_DIR = REPO_ROOT / ".cache" / "smollm2-135m-instruct"
 # (label, AdamW lr, steps): a realistic RLHF learning rate for a ~100M-1B policy is 1e-6..1e-5;
@@ -88,12 +86,12 @@ def send(llm, weights: dict[str, torch.Tensor], dtype: torch.dtype, reset_prefix
 
     `tied_head=False` loads them as the sync did before the tied head was named explicitly
     (straight into vLLM's `reload_weights`, no `lm_head.weight`)."""
-    from actors.engine import load_weight_tensors
+    from rlaif_ray.weight_sync.ends import load_into_engine
 
     named = [(n, (stale or {}).get(n, t).to(dtype)) for n, t in weights.items()]
-    tensors = [nt for b in pack_state_dict(named, 64 * 2**20) for nt in unpack_bucket(b)]
+    tensors = wire_round_trip(named, 64 * 2**20)
     if tied_head:
-        load_weight_tensors(llm, tensors, reset_prefix_cache)
+        load_into_engine(llm, tensors, reset_prefix_cache)
         return
     llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(tensors), "is_checkpoint_format": True})
     llm.reset_prefix_cache()
@@ -107,15 +105,12 @@ def set_learner(model, weights: dict[str, torch.Tensor]) -> None:
 
 def probe_readings(llm, model, prompt: list[int], seeds: list[int]) -> list[float]:
     """The product's probe, once per sampling seed: max |engine − learner| logprob."""
-    from actors.engine import sample_probe
+    from rlaif_ray.weight_sync.probe import engine_sample, learner_logprobs
 
     out = []
     for seed in seeds:
-        tokens, engine_logp = sample_probe(llm, prompt, PROBE_NEW_TOKENS, seed)
-        batch = build_shard([prompt], [tokens], [[0.0] * len(tokens)], [0], [0], [""], [""], len(tokens),
-                            policy_version=-1)
-        with torch.no_grad():
-            learner_logp = response_logprobs(model, batch, 1.0)[0].float().tolist()
+        tokens, engine_logp = engine_sample(llm, prompt, PROBE_NEW_TOKENS, seed)
+        learner_logp = learner_logprobs(model, prompt, tokens)
         out.append(float(np.max(np.abs(np.asarray(engine_logp) - np.asarray(learner_logp)))))
     return out
 

@@ -61,7 +61,7 @@ def _one_size(name: str, path, n_rollouts: int, repeats: int) -> tuple[dict, dic
     from actors.rollout import RolloutActor
     from rlaif_ray.driver.pools import ActorPool, get_with_timeout
     from rlaif_ray.driver.runtime import actor_env
-    from rlaif_ray.driver.sync import ObjectStoreSync
+    from rlaif_ray.weight_sync.driver import ObjectStoreSync
 
     cfg = bench_config("ray.object_store_mib=1024", "learner.num_workers=1", "ppo.algorithm=grpo",
                        f"rollout.num_actors={n_rollouts}", policy=path)
@@ -92,7 +92,7 @@ def _one_size(name: str, path, n_rollouts: int, repeats: int) -> tuple[dict, dic
 
         def one_engine_load() -> float:
             """One engine alone loading the newest buckets (actor-side seconds): where sync time goes."""
-            return get_with_timeout(rollouts.actors[0].load_weights.remote(sync.latest, version),
+            return get_with_timeout(rollouts.actors[0].weight_receiver.remote("load", sync.latest, version),
                                     cfg.sync.timeout_s, "rollout-0", "weight load")
 
         one_sync(), one_copy()  # warm-up

@@ -31,12 +31,12 @@ from rlaif_ray.driver.logs import RunLogs
 from rlaif_ray.driver.pools import get_with_timeout
 from rlaif_ray.driver.roles import start_roles
 from rlaif_ray.driver.runtime import ray_session
-from rlaif_ray.driver.sync import make_weight_sync
+from rlaif_ray.weight_sync.driver import make_weight_sync
 from rlaif_ray.driver.train import RunState, StageTimer, probe_if_due, record_prompts, sync_weights
 from rlaif_ray.evaluation import best_of_n, mean_se
 from rlaif_ray.modeling import load_tokenizer
 from rlaif_ray.preflight import check_models
-from rlaif_ray.probe import probe_prompt
+from rlaif_ray.weight_sync.probe import probe_prompt
 from rlaif_ray.rewards import function_rewards
 from rlaif_ray.run_dir import MetricsWriter, prepare_run_dir
 

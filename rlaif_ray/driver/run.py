@@ -19,11 +19,11 @@ from rlaif_ray.driver.pools import wait_all_ready
 from rlaif_ray.driver.resume import driver_state, restore, rewind, save_checkpoint, should_checkpoint
 from rlaif_ray.driver.roles import start_learners, start_roles
 from rlaif_ray.driver.runtime import ray_session
-from rlaif_ray.driver.sync import make_weight_sync
+from rlaif_ray.weight_sync.driver import make_weight_sync
 from rlaif_ray.driver.train import RunState, run_iteration
 from rlaif_ray.modeling import load_tokenizer
 from rlaif_ray.preflight import check_models
-from rlaif_ray.probe import probe_prompt
+from rlaif_ray.weight_sync.probe import probe_prompt
 from rlaif_ray.errors import ActorFailed, RunStopped
 from rlaif_ray.run_dir import MetricsWriter, prepare_run_dir, read_metrics
 

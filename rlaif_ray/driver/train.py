@@ -25,8 +25,8 @@ from rlaif_ray.config import RunConfig
 from rlaif_ray.data import PromptStream
 from rlaif_ray.driver.pipeline import Batch, Pipeline, staleness
 from rlaif_ray.driver.roles import Roles
-from rlaif_ray.driver.sync import WeightSync
-from rlaif_ray.probe import PROBE_NEW_TOKENS, judge_probe, should_probe
+from rlaif_ray.weight_sync.driver import WeightSync
+from rlaif_ray.weight_sync.probe import PROBE_NEW_TOKENS, judge_probe, should_probe
 from rlaif_ray.run_dir import RunStopped
 
 

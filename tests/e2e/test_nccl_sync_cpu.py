@@ -1,7 +1,7 @@
 """The NCCL sync path end to end on CPU: real learner, real vLLM engines with the worker
 extension, `NcclSync` forming the group lazily and broadcasting, the probe after each sync.
 
-On CPU the group's wire is gloo instead of NCCL (actors/nccl_sync.py `WeightGroup`); every
+On CPU the group's wire is gloo instead of NCCL (rlaif_ray/weight_sync/nccl.py `WeightGroup`); every
 other piece — rank layout, plan agreement, worker extension, in-place reload, prefix-cache
 reset, group re-forming after a replacement — is the one a GPU run uses.
 """
@@ -14,10 +14,10 @@ import ray
 from rlaif_ray.driver.pools import ActorPool, get_with_timeout
 from rlaif_ray.driver.roles import Roles
 from rlaif_ray.driver.runtime import actor_env
-from rlaif_ray.driver.sync import NcclSync
+from rlaif_ray.weight_sync.driver import NcclSync
 from rlaif_ray.driver.train import RunState, probe
 from rlaif_ray.modeling import load_tokenizer
-from rlaif_ray.probe import probe_prompt
+from rlaif_ray.weight_sync.probe import probe_prompt
 
 
 def _perturb(learner, seed: int) -> None:

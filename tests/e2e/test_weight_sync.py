@@ -7,18 +7,17 @@ import dataclasses
 import logging
 import tracemalloc
 
-import numpy as np
 import pytest
 import ray
 
 from rlaif_ray.algorithms import make_kl_controller
 from rlaif_ray.data import PromptStream, load_prompts
 from rlaif_ray.driver.roles import start_roles
-from rlaif_ray.driver.sync import make_weight_sync
+from rlaif_ray.weight_sync.driver import make_weight_sync
 from rlaif_ray.driver.train import RunState, probe, run_iteration
 from rlaif_ray.modeling import load_tokenizer
 from rlaif_ray.prompts import PromptFormatter
-from rlaif_ray.probe import probe_prompt
+from rlaif_ray.weight_sync.probe import probe_prompt
 from rlaif_ray.run_dir import RunStopped
 
 
@@ -54,21 +53,21 @@ def test_probe_catches_stale_prefix_cache(run, caplog):
     from rlaif_ray.driver import train as stages
 
     stages.train(run)  # a second optimiser pass over the same experience moves the weights
-    buckets = ray.get([l.put_weight_buckets.remote(64) for l in run.roles.learners.actors])[0]
+    payload = ray.get([l.weight_sender.remote("put") for l in run.roles.learners.actors])[0]
     engine0 = run.roles.rollout.actors[0]
-    ray.get(engine0.load_weights.remote(buckets, run.policy_version, reset_prefix_cache=False))
+    ray.get(engine0.weight_receiver.remote("load", payload, run.policy_version, False))  # no prefix-cache reset
     with caplog.at_level(logging.WARNING, logger="rlaif_ray"):
         stale = probe(run)["sync/max_logprob_diff"]  # sync.probe_action: warn (the default)
     assert any("rollout-0" in r.getMessage() and "probe" in r.getMessage() for r in caplog.records)
     stop = run.cfg.model_copy(update={"sync": run.cfg.sync.model_copy(update={"probe_action": "stop"})})
     with pytest.raises(RunStopped, match=r"rollout-0 and the learner differ by"):
         probe(dataclasses.replace(run, cfg=stop))
-    ray.get(engine0.load_weights.remote(buckets, run.policy_version, reset_prefix_cache=True))
+    ray.get(engine0.weight_receiver.remote("load", payload, run.policy_version))
     fresh = probe(run)["sync/max_logprob_diff"]
     print(f"probe diff with a stale prefix cache {stale:.2e}, after the reset {fresh:.2e}")
     assert fresh <= 1e-4
     assert stale > 1e-3, "the probe did not see KV left over from the old weights"
-    ray.get([a.load_weights.remote(buckets, run.policy_version) for a in run.roles.rollout.actors[1:]])
+    ray.get([a.weight_receiver.remote("load", payload, run.policy_version) for a in run.roles.rollout.actors[1:]])
 
 
 @pytest.mark.slow

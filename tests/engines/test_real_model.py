@@ -5,7 +5,7 @@
 - vLLM's teacher-forced logprobs of the same sequences equal transformers' to REAL_FP32_TOL
   (measured max |Δ| over the ~100 tokens below: ~1e-5; see test_teacher_forced_logprobs);
 - after a PPO-like update of the learner's weights (AdamW steps in transformers) sent through
-  the project's sync path (buckets → `actors.engine.load_weight_tensors`), the engine's greedy
+  the project's sync path (buckets → `rlaif_ray.weight_sync.ends.load_into_engine`), the engine's greedy
   answers equal the learner's token for token and the sync probe reads within its fp32 bound,
   while before the load it read far above it;
 - the output head follows an updated embedding (SmolLM2 ties them), and the reload no longer
@@ -107,27 +107,21 @@ def engine_greedy(llm, prompts: list[list[int]], n: int) -> list[list[int]]:
 
 def sync(llm, model) -> None:
     """The learner's weights to the live engine by the object-store sync's path, minus Ray:
-    named_parameters → buckets → unpacked views → `load_weight_tensors` (+ prefix-cache reset)."""
-    from actors.engine import load_weight_tensors
-    from rlaif_ray.weights import pack_state_dict, unpack_bucket
+    named_parameters → bucket plan → wire bytes → unpacked views → `load_into_engine` (+ prefix-cache reset)."""
+    from rlaif_ray.weight_sync.ends import load_into_engine
+    from rlaif_ray.weight_sync.format import wire_round_trip
 
-    buckets = pack_state_dict([(n, p.detach()) for n, p in model.named_parameters()], 64 * 2**20)
-    load_weight_tensors(llm, [nt for b in buckets for nt in unpack_bucket(b)])
+    load_into_engine(llm, wire_round_trip([(n, p.detach()) for n, p in model.named_parameters()], 64 * 2**20))
 
 
 def probe_reading(llm, model, tok) -> float:
     """The driver's probe (`sync/max_logprob_diff`) between this engine and this learner."""
-    from actors.engine import sample_probe
-    from rlaif_ray.batch import build_shard
-    from rlaif_ray.modeling import response_logprobs
-    from rlaif_ray.probe import PROBE_NEW_TOKENS, probe_prompt
+    from rlaif_ray.weight_sync.probe import PROBE_NEW_TOKENS, engine_sample, learner_logprobs, probe_prompt
 
     prompt = probe_prompt(tok)
-    tokens, engine_logp = sample_probe(llm, prompt, PROBE_NEW_TOKENS, seed=0)
-    batch = build_shard([prompt], [tokens], [[0.0] * len(tokens)], [0], [0], [""], [""], len(tokens), policy_version=-1)
-    with torch.no_grad():
-        learner_logp = response_logprobs(model, batch, 1.0)[0]
-    return float((torch.tensor(engine_logp) - learner_logp).abs().max())
+    tokens, engine_logp = engine_sample(llm, prompt, PROBE_NEW_TOKENS, seed=0)
+    learner_logp = learner_logprobs(model, prompt, tokens)
+    return float((torch.tensor(engine_logp) - torch.tensor(learner_logp)).abs().max())
 
 
 def restore(model, weights: dict[str, torch.Tensor]) -> None:

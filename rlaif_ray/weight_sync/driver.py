@@ -1,10 +1,9 @@
-"""Weight sync: the learner's new policy reaches every rollout engine, time-boxed.
+"""The driver end of weight sync: one push per PPO iteration, time-boxed.
 
-`WeightSync` is the interface; `ObjectStoreSync` works on CPU and across nodes:
-learner rank 0 gathers the full weights (all ranks take part under ZeRO-3) into buckets of
-`bucket_mib`, puts each bucket into the object store once, and every rollout actor loads
-all buckets into its live vLLM engine and resets its prefix cache. `NcclSync` (GPU)
-broadcasts the same buckets from learner rank 0 to every vLLM worker (docs/weight-sync.md).
+`WeightSync` is the interface the driver's stages use. Each backend's driver end calls its
+sender (on the learner ranks, through `LearnerWorker.weight_sender`) and its receiver (on
+the rollout engines, through `RolloutActor.weight_receiver`); every wait is bounded by
+`sync.timeout_s` and an error names the actor that was late or died.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import ray
 from rlaif_ray.config import SyncSection
 from rlaif_ray.driver.pools import ActorPool, get_with_timeout
 from rlaif_ray.errors import ActorFailed
-from rlaif_ray.nccl_plan import group_layout
+from rlaif_ray.weight_sync.nccl import group_layout
 
 
 class WeightSync(Protocol):
@@ -29,35 +28,37 @@ class WeightSync(Protocol):
 
 
 class ObjectStoreSync:
+    """Learner rank 0 puts the buckets once (every rank takes part under ZeRO-3); every
+    engine loads all of them. The newest payload stays referenced for replacement actors."""
+
     def __init__(self, cfg: SyncSection):
         self.cfg = cfg
-        self.latest: list = []   # bucket refs of the newest weights (for replacement actors)
+        self.latest = None   # object_store.Payload of the newest weights
         self.latest_version = 0
 
     def push(self, learners: ActorPool, rollout: ActorPool, version: int) -> dict:
         start = time.perf_counter()
-        self.latest = learners.call_all("put_weight_buckets", self.cfg.bucket_mib, timeout_s=self.cfg.timeout_s)[0]
+        self.latest = learners.call_all("weight_sender", "put", timeout_s=self.cfg.timeout_s)[0]
         self.latest_version = version
         gathered = time.perf_counter() - start
         # A rollout actor lost now (or since its last call) is replaced, loads self.latest, and loads again.
-        rollout.map("load_weights", [(self.latest, version)] * len(rollout.actors), timeout_s=self.cfg.timeout_s)
+        rollout.map("weight_receiver", [("load", self.latest, version)] * len(rollout.actors), timeout_s=self.cfg.timeout_s)
         return {"sync/seconds_gather": gathered, "sync/buckets": len(self.latest)}
 
     def load_latest(self, actor, name: str) -> None:
-        if self.latest:
-            ray.get(actor.load_weights.remote(self.latest, self.latest_version), timeout=self.cfg.timeout_s)
+        if self.latest is not None:
+            ray.get(actor.weight_receiver.remote("load", self.latest, self.latest_version), timeout=self.cfg.timeout_s)
 
 
 class NcclSync:
     """Broadcast from learner rank 0 to every vLLM worker over one NCCL group (GPU).
 
-    The group (rank 0 = learner-0, then each engine's TP workers; `rlaif_ray.nccl_plan`) is
-    formed lazily on the first push, when every actor exists, and again whenever the rollout
-    actors changed (a replacement holds no rank in the old group). The bucket plan is made
-    once: learner-0's metadata goes to every engine through the object store, each side builds
-    the plan and the fingerprints must agree. Every wait is bounded by `timeout_s`; a failed
-    or late push drops the group, so the next push forms a fresh one instead of reusing a
-    communicator left mid-broadcast.
+    The group (`weight_sync.nccl`) is formed lazily on the first push, when every actor
+    exists, and again whenever the rollout actors changed (a replacement holds no rank in the
+    old group). The bucket plan is made once: learner-0's metadata goes to every engine
+    through the object store, each side builds the plan and the fingerprints must agree. A
+    failed or late push drops the group, so the next push forms a fresh one instead of
+    reusing a communicator left mid-broadcast.
     """
 
     def __init__(self, cfg: SyncSection):
@@ -86,8 +87,8 @@ class NcclSync:
         try:
             if self.members != list(rollouts):
                 formed = self._form_group(learners, rollouts, rollout_names, start)
-            sends = [l.broadcast_weights.remote(self.cfg.bucket_mib) for l in learners]
-            loads = [r.receive_weights.remote(self.fingerprint, version, self.cfg.timeout_s) for r in rollouts]
+            sends = [l.weight_sender.remote("broadcast") for l in learners]
+            loads = [r.weight_receiver.remote("receive", self.fingerprint, version, self.cfg.timeout_s) for r in rollouts]
             for name, ref in zip(rollout_names, loads):
                 get_with_timeout(ref, self._left(start), name, "NCCL weight receive")
             sent = get_with_timeout(sends, self._left(start), "learner-0", "NCCL weight broadcast")[0]
@@ -101,17 +102,17 @@ class NcclSync:
     def _form_group(self, learners, rollouts, names, start) -> float:
         t0 = time.perf_counter()
         self.members = None
-        timeout = self.cfg.timeout_s
-        meta = learners[0].weight_metadata.remote()   # one small object; engines read it
-        workers = [get_with_timeout(r.weight_group_workers.remote(), self._left(start), n, "weight group size")
+        timeout, bucket_bytes = self.cfg.timeout_s, self.cfg.bucket_mib * 2**20
+        meta = learners[0].weight_sender.remote("metadata")   # one small object; engines read it
+        workers = [get_with_timeout(r.weight_receiver.remote("workers"), self._left(start), n, "weight group size")
                    for r, n in zip(rollouts, names)]
         layout = group_layout(workers)
         addr, port = get_with_timeout(learners[0].rendezvous_address.remote(), self._left(start),
                                       "learner-0", "weight group address")
-        sender = learners[0].init_weight_group.remote(addr, port, layout.world_size, timeout, self.cfg.bucket_mib)
-        joins = [r.init_weight_group.remote(addr, port, off, layout.world_size, timeout, meta, self.cfg.bucket_mib)
+        opened = learners[0].weight_sender.remote("open", addr, port, layout.world_size, timeout)
+        joins = [r.weight_receiver.remote("join", addr, port, off, layout.world_size, timeout, meta, bucket_bytes)
                  for r, off in zip(rollouts, layout.rank_offsets)]
-        self.fingerprint = get_with_timeout(sender, self._left(start), "learner-0", "NCCL weight group set-up")
+        self.fingerprint = get_with_timeout(opened, self._left(start), "learner-0", "NCCL weight group set-up")
         for name, ref in zip(names, joins):
             got = get_with_timeout(ref, self._left(start), name, "NCCL weight group set-up")
             if got != self.fingerprint:
@@ -123,18 +124,17 @@ class NcclSync:
         return max(self.cfg.timeout_s - (time.perf_counter() - start), 1.0)
 
     def load_latest(self, actor, name: str) -> None:
-        """A replacement rollout actor gets the newest weights through the object store (it has
-        no rank in the group yet); the next push re-forms the group with it."""
+        """A replacement rollout actor gets the learner's weights through the object store (it
+        has no rank in the group yet); the next push re-forms the group with it."""
         self.members = None
         if self.latest_version and self.learners:
-            per_rank = ray.get([l.put_weight_buckets.remote(self.cfg.bucket_mib) for l in self.learners],
-                               timeout=self.cfg.timeout_s)
-            ray.get(actor.load_weights.remote(per_rank[0], self.latest_version), timeout=self.cfg.timeout_s)
+            payloads = ray.get([l.weight_sender.remote("put") for l in self.learners], timeout=self.cfg.timeout_s)
+            ray.get(actor.weight_receiver.remote("load", payloads[0], self.latest_version), timeout=self.cfg.timeout_s)
 
 
 def make_weight_sync(cfg: SyncSection, rollout: ActorPool | None = None) -> WeightSync:
-    """The configured backend; given the rollout pool, its replacement actors start from the
-    newest weights."""
+    """The configured backend's driver end; given the rollout pool, its replacement actors
+    start from the newest weights."""
     sync = ObjectStoreSync(cfg) if cfg.backend == "object_store" else NcclSync(cfg)
     if rollout is not None:
         rollout.on_replace = sync.load_latest

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from rlaif_ray.config import PROBE_BOUNDS, SyncSection
-from rlaif_ray.probe import judge_probe, should_probe
+from rlaif_ray.weight_sync.probe import judge_probe, should_probe
 from rlaif_ray.run_dir import RunStopped
 
 

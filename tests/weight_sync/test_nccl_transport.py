@@ -10,7 +10,7 @@ import socket
 import pytest
 import torch
 
-from rlaif_ray.nccl_plan import WeightMetadata, build_plan
+from rlaif_ray.weight_sync.format import WeightMetadata, build_plan, pack_bucket
 
 
 def _named():
@@ -20,13 +20,15 @@ def _named():
 
 
 def _member(rank: int, port: int, out):
-    from actors.nccl_sync import WeightGroup, receive_tensors, send_buckets
+    from rlaif_ray.weight_sync.nccl import WeightGroup, receive_tensors
 
     named = _named()
     plan = build_plan(WeightMetadata.of(named), bucket_bytes=256)
     group = WeightGroup("127.0.0.1", port, rank, 3, timeout_s=60, device=torch.device("cpu"))
     if rank == 0:
-        out.put((rank, send_buckets(group, plan, dict(named))))
+        for bucket in plan.buckets:           # what NcclSender.broadcast does on learner rank 0
+            group.broadcast(pack_bucket(bucket, dict(named)))
+        out.put((rank, plan.nbytes))
     else:
         got = {n: t.clone() for n, t in receive_tensors(group, plan)}
         out.put((rank, all(torch.equal(got[n], t) for n, t in named) and list(got) == plan.names))

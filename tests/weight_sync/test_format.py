@@ -1,15 +1,40 @@
-"""The NCCL broadcast plan (pure): same plan on both ends, bucket limits, exact round trips,
-rank layout, and bad metadata named."""
+"""The one tensor format of weight sync (pure): bucket planning by hand, the same plan on both
+ends, exact round trips through the wire bytes, rank layout, and bad metadata named."""
 
 from __future__ import annotations
 
 import pickle
 
+import numpy as np
 import pytest
 import torch
 
-from rlaif_ray.nccl_plan import (PlanError, WeightMetadata, build_plan, check_tensors, empty_bucket,
-                                 group_layout, pack_bucket, unpack_bucket)
+from rlaif_ray.weight_sync.format import (PlanError, WeightMetadata, as_bytes, build_plan, check_tensors,
+                                          empty_bucket, from_bytes, pack_bucket, plan_buckets, unpack_bucket,
+                                          with_tied_head)
+from rlaif_ray.weight_sync.nccl import group_layout
+
+
+@pytest.mark.parametrize(
+    "sizes, bucket, expected",
+    [
+        ([], 8, []),
+        ([4, 4, 4], 8, [[0, 1], [2]]),          # 4 + 4 = 8 fits exactly; 8 + 4 > 8 starts a new one
+        ([8, 8], 8, [[0], [1]]),                # each exactly fills a bucket
+        ([3, 10, 2, 2], 8, [[0], [1], [2, 3]]),  # 10 > 8: its own bucket, never split
+        ([10], 8, [[0]]),                       # a lone oversized tensor
+        ([2, 10, 3], 8, [[0], [1], [2]]),       # 2 + 10 > 8; after the big one, 10 + 3 > 8
+        ([1, 2, 3, 2], 6, [[0, 1, 2], [3]]),      # 1 + 2 + 3 = 6 exact; the last 2 alone
+        ([0, 5, 0], 5, [[0, 1, 2]]),            # empty tensors take no room
+    ],
+)
+def test_plan_buckets(sizes, bucket, expected):
+    assert plan_buckets(sizes, bucket) == expected
+
+
+def test_plan_buckets_rejects_non_positive_size():
+    with pytest.raises(ValueError, match="positive"):
+        plan_buckets([1], 0)
 
 
 def _weights(seed: int = 0) -> list[tuple[str, torch.Tensor]]:
@@ -90,7 +115,7 @@ def test_sender_tensors_that_do_not_match_the_plan_are_named():
     tensors = dict(named)
     with pytest.raises(PlanError, match="'b'.*not among the weights"):
         check_tensors(plan, {k: v for k, v in tensors.items() if k != "b"})
-    with pytest.raises(PlanError, match="'extra'.*not in the broadcast plan"):
+    with pytest.raises(PlanError, match="'extra'.*not in the bucket plan"):
         check_tensors(plan, {**tensors, "extra": torch.zeros(1)})
     with pytest.raises(PlanError, match=r"'c': plan has \(16, 2\)"):
         check_tensors(plan, {**tensors, "c": torch.zeros(2, 16)})
@@ -116,3 +141,41 @@ def test_unpack_rejects_a_buffer_of_the_wrong_size():
     plan = build_plan(WeightMetadata.of(_weights()), 100)
     with pytest.raises(PlanError, match="expected flat \\(24,\\)"):
         unpack_bucket(plan.buckets[0], torch.zeros(23))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.bool])
+def test_object_store_bytes_round_trip_read_only_and_zero_copy(dtype):
+    # What the object-store backend does: the bucket's bytes as a numpy array (read-only when
+    # read back from the store), viewed again as the bucket's dtype.
+    named = [(n, (t > 0) if dtype == torch.bool else t.to(dtype)) for n, t in _weights()]
+    plan = build_plan(WeightMetadata.of(named), bucket_bytes=100)
+    for bucket in plan.buckets:
+        data = as_bytes(pack_bucket(bucket, dict(named))).numpy().copy()
+        data.flags.writeable = False
+        flat = from_bytes(bucket, data)                 # no warning escapes, no copy
+        assert flat.untyped_storage().data_ptr() == data.ctypes.data
+        for name, view in unpack_bucket(bucket, flat):
+            assert torch.equal(view, dict(named)[name]), name
+    n = plan.buckets[0].nbytes
+    with pytest.raises(PlanError, match=rf"expected {n} bytes, got {n - 1}"):
+        from_bytes(plan.buckets[0], np.zeros(n - 1, np.uint8))
+
+
+def test_pack_copies_so_later_writes_do_not_leak():
+    t = torch.zeros(4)
+    plan = build_plan(WeightMetadata.of([("w", t)]), 64)
+    flat = pack_bucket(plan.buckets[0], {"w": t})
+    t += 1
+    assert torch.equal(unpack_bucket(plan.buckets[0], flat)[0][1], torch.zeros(4))
+
+
+def test_tied_head_named_from_the_embedding():
+    emb, norm = torch.randn(6, 4), torch.ones(4)
+    named = [("model.embed_tokens.weight", emb), ("model.norm.weight", norm)]
+    out = list(with_tied_head(named, tie_word_embeddings=True))
+    assert [n for n, _ in out] == ["model.embed_tokens.weight", "lm_head.weight", "model.norm.weight"]
+    assert out[1][1] is emb  # the same tensor, not a copy: nothing more is sent
+    assert list(with_tied_head(named, tie_word_embeddings=False)) == named
+    assert list(with_tied_head([("model.norm.weight", norm)], True)) == [("model.norm.weight", norm)]
+    stream = with_tied_head(iter(named), True)  # lazy: a receiver's stream is consumed as it arrives
+    assert next(stream)[0] == "model.embed_tokens.weight" and next(stream)[0] == "lm_head.weight"

@@ -1,22 +1,16 @@
-"""The NCCL weight broadcast plan: who is in the group, and how tensors pack into flat buckets.
+"""The one tensor format of weight sync: metadata, the bucket plan, and flat buckets.
 
-Pure (no Ray, no vLLM, no CUDA): both ends of the broadcast derive the same plan from the
-same metadata (names, shapes, dtypes of the policy's tensors, sent once through the object
-store), so per sync only raw bucket bytes cross the wire, never names or shapes.
-
-Group (one NCCL communicator per run):
-
-    rank 0                      learner rank 0 (the only sender)
-    ranks 1 .. N                every vLLM worker of every rollout engine; engine e owns the
-                                contiguous ranks offset_e .. offset_e + workers_e - 1, where
-                                workers_e = tensor_parallel × pipeline_parallel of engine e
-    world_size = 1 + Σ_e workers_e
+Pure (no Ray, no vLLM, no CUDA). Every backend moves the policy the same way: both ends
+derive the same `BucketPlan` from the same `WeightMetadata` (names, shapes, dtypes of the
+learner's tensors, in its order), so per sync only raw bucket bytes travel, never names or
+shapes, and a fingerprint of the plan tells whether both ends agree.
 
 Buckets: tensors are grouped by dtype (in order of first appearance), then cut in order by
 `plan_buckets` into buckets of at most `bucket_bytes` (a tensor larger than that gets its
 own). Each bucket is one flat 1-D tensor of its dtype; tensor i of the bucket is
 `flat[offset_i : offset_i + numel_i].view(shape_i)`. One dtype per bucket means no alignment
-padding and typed views on both ends.
+padding and typed views on both ends. On the wire a bucket is its bytes (`as_bytes`): NCCL
+has no bool and numpy no bfloat16, bytes are bytes.
 """
 
 from __future__ import annotations
@@ -24,20 +18,21 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+import numpy as np
 import torch
 
-from rlaif_ray.weights import plan_buckets
-
-# dtypes a policy's weights may have; NCCL moves bytes, so any of these works on the wire.
+# dtypes a policy's weights may have.
 DTYPES = {str(d): d for d in (torch.float32, torch.float16, torch.bfloat16, torch.float64,
                                torch.int64, torch.int32, torch.uint8, torch.bool)}
 
 
 class PlanError(ValueError):
-    """Metadata or tensors that do not fit the broadcast plan; the message names the tensor."""
+    """Metadata or tensors that do not fit the bucket plan; the message names the tensor."""
 
 
 # ----------------------------------------------------------------------------- metadata
@@ -53,7 +48,8 @@ class WeightMetadata:
 
     @classmethod
     def of(cls, named: Sequence[tuple[str, torch.Tensor]]) -> "WeightMetadata":
-        return cls(tuple(n for n, _ in named), tuple(tuple(t.shape) for _, t in named),
+        """Of (name, tensor) pairs; a ZeRO-3 partition reports its full shape as `ds_shape`."""
+        return cls(tuple(n for n, _ in named), tuple(tuple(getattr(t, "ds_shape", t.shape)) for _, t in named),
                    tuple(str(t.dtype) for _, t in named))
 
     def validate(self) -> None:
@@ -78,7 +74,7 @@ class WeightMetadata:
                                 f"dimensions must be non-negative ints")
 
 
-# ----------------------------------------------------------------------------- buckets
+# ----------------------------------------------------------------------------- the plan
 
 
 @dataclass(frozen=True)
@@ -107,7 +103,7 @@ class FlatBucket:
 
 
 @dataclass(frozen=True)
-class BroadcastPlan:
+class BucketPlan:
     buckets: tuple[FlatBucket, ...]
     bucket_bytes: int
     fingerprint: str  # sha256 of (bucket_bytes, metadata): equal on both ends or no sync
@@ -121,7 +117,26 @@ class BroadcastPlan:
         return sum(b.nbytes for b in self.buckets)
 
 
-def build_plan(meta: WeightMetadata, bucket_bytes: int) -> BroadcastPlan:
+def plan_buckets(sizes: list[int], bucket_bytes: int) -> list[list[int]]:
+    """Group tensor indices, in order, into buckets of at most `bucket_bytes`.
+
+    A tensor larger than the bucket gets a bucket of its own (tensors are never split).
+    """
+    if bucket_bytes <= 0:
+        raise ValueError("bucket_bytes must be positive")
+    buckets, current, used = [], [], 0
+    for i, size in enumerate(sizes):
+        if current and used + size > bucket_bytes:
+            buckets.append(current)
+            current, used = [], 0
+        current.append(i)
+        used += size
+    if current:
+        buckets.append(current)
+    return buckets
+
+
+def build_plan(meta: WeightMetadata, bucket_bytes: int) -> BucketPlan:
     """The deterministic bucket plan of `meta` (same input → same plan, on any process)."""
     meta.validate()
     if bucket_bytes <= 0:
@@ -139,22 +154,22 @@ def build_plan(meta: WeightMetadata, bucket_bytes: int) -> BroadcastPlan:
                 slots.append(Slot(meta.names[idx[g]], tuple(meta.shapes[idx[g]]), offset, numels[g]))
                 offset += numels[g]
             buckets.append(FlatBucket(dtype, tuple(slots), offset))
-    return BroadcastPlan(tuple(buckets), bucket_bytes, _fingerprint(meta, bucket_bytes))
+    return BucketPlan(tuple(buckets), bucket_bytes, _fingerprint(meta, bucket_bytes))
 
 
-def check_names(plan: BroadcastPlan, names: Sequence[str]) -> None:
+def check_names(plan: BucketPlan, names: Sequence[str]) -> None:
     """The sender holds exactly the plan's tensors; raise `PlanError` naming the first misfit."""
     planned, have = set(plan.names), set(names)
     for name in names:
         if name not in planned:
-            raise PlanError(f"tensor {name!r} is not in the broadcast plan (the weights changed "
+            raise PlanError(f"tensor {name!r} is not in the bucket plan (the weights changed "
                             f"names since the plan was made)")
     for name in plan.names:
         if name not in have:
-            raise PlanError(f"tensor {name!r} is in the broadcast plan but not among the weights")
+            raise PlanError(f"tensor {name!r} is in the bucket plan but not among the weights")
 
 
-def check_tensors(plan: BroadcastPlan, tensors: Mapping[str, torch.Tensor]) -> None:
+def check_tensors(plan: BucketPlan, tensors: Mapping[str, torch.Tensor]) -> None:
     """`check_names`, plus every tensor's shape and dtype."""
     check_names(plan, list(tensors))
     for b in plan.buckets:
@@ -163,6 +178,9 @@ def check_tensors(plan: BroadcastPlan, tensors: Mapping[str, torch.Tensor]) -> N
             if tuple(t.shape) != s.shape or str(t.dtype) != b.dtype:
                 raise PlanError(f"tensor {s.name!r}: plan has {s.shape} {b.dtype}, "
                                 f"weights have {tuple(t.shape)} {t.dtype}")
+
+
+# ----------------------------------------------------------------------------- buckets
 
 
 def pack_bucket(bucket: FlatBucket, tensors: Mapping[str, torch.Tensor],
@@ -194,37 +212,54 @@ def unpack_bucket(bucket: FlatBucket, flat: torch.Tensor) -> list[tuple[str, tor
 
 
 def as_bytes(flat: torch.Tensor) -> torch.Tensor:
-    """The bucket as a uint8 view: the wire format (NCCL has no bool; bytes are bytes)."""
+    """The bucket as a uint8 view: the wire format."""
     return flat.view(torch.uint8)
 
 
-# ----------------------------------------------------------------------------- group
+def from_bytes(bucket: FlatBucket, data: np.ndarray) -> torch.Tensor:
+    """The flat bucket viewing `data` (its bytes, e.g. read-only from the object store; no copy)."""
+    with warnings.catch_warnings():
+        # Object-store buffers are read-only; the engine copies them into its own params.
+        warnings.simplefilter("ignore", UserWarning)
+        raw = torch.from_numpy(data)
+    if raw.dtype != torch.uint8 or raw.numel() != bucket.nbytes:
+        raise PlanError(f"bucket of {bucket.slots[0].name!r}..: expected {bucket.nbytes} bytes, "
+                        f"got {raw.numel()} {raw.dtype}")
+    return raw.view(bucket.torch_dtype)
 
 
-@dataclass(frozen=True)
-class GroupLayout:
-    world_size: int
-    rank_offsets: tuple[int, ...]   # first group rank of each engine's workers
-    workers: tuple[int, ...]        # vLLM workers per engine (TP × PP)
+def wire_round_trip(named: Sequence[tuple[str, torch.Tensor]], bucket_bytes: int) -> list[tuple[str, torch.Tensor]]:
+    """`named` as a receiver gets it: planned, packed, turned into wire bytes and viewed back.
 
-    def ranks_of(self, engine: int) -> list[int]:
-        return list(range(self.rank_offsets[engine], self.rank_offsets[engine] + self.workers[engine]))
-
-
-def group_layout(workers_per_engine: Sequence[int]) -> GroupLayout:
-    """Rank 0 = learner rank 0; then each engine's workers, engines in pool order."""
-    if not workers_per_engine:
-        raise PlanError("the weight group needs at least one rollout engine")
-    offsets, nxt = [], 1
-    for e, w in enumerate(workers_per_engine):
-        if not isinstance(w, int) or w < 1:
-            raise PlanError(f"rollout engine {e}: {w!r} vLLM workers, expected an int ≥ 1")
-        offsets.append(nxt)
-        nxt += w
-    return GroupLayout(nxt, tuple(offsets), tuple(workers_per_engine))
+    What the object-store backend does to the tensors, minus Ray: checks and benchmarks that
+    drive one engine in-process load this, so they exercise the real format.
+    """
+    plan = build_plan(WeightMetadata.of(named), bucket_bytes)
+    tensors = dict(named)
+    return [nt for b in plan.buckets
+            for nt in unpack_bucket(b, from_bytes(b, as_bytes(pack_bucket(b, tensors, "cpu")).numpy()))]
 
 
-# ----------------------------------------------------------------------------- helpers
+# ----------------------------------------------------------------------------- tied heads
+
+# Names of the input embedding in HF causal LMs whose output head can be tied to it.
+INPUT_EMBEDDING_NAMES = ("model.embed_tokens.weight", "transformer.wte.weight", "model.decoder.embed_tokens.weight")
+
+
+def with_tied_head(named: Iterable[tuple[str, torch.Tensor]], tie_word_embeddings: bool) -> Iterator[tuple[str, torch.Tensor]]:
+    """`named` (a list or a lazy stream), with ("lm_head.weight", the input embedding) right
+    after the embedding when the model ties them.
+
+    HF's `named_parameters` lists a tied parameter once, under the embedding's name, so the
+    learner never sends the head. vLLM must still be given it: on CPU its head keeps a
+    pre-packed copy of the matrix, refreshed only when the head itself is loaded (see
+    docs/weight-sync.md). The same tensor object is yielded again, not a copy. A stream that
+    names `lm_head.weight` itself should not be passed with `tie_word_embeddings=True`.
+    """
+    for name, tensor in named:
+        yield name, tensor
+        if tie_word_embeddings and name in INPUT_EMBEDDING_NAMES:
+            yield "lm_head.weight", tensor
 
 
 def _itemsize(dtype: str) -> int:

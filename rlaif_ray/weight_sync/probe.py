@@ -18,6 +18,11 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
+
+from rlaif_ray.batch import build_shard
+from rlaif_ray.modeling import response_logprobs
+
 PROBE_TEXT = "The quick brown fox jumps over the lazy dog near the quiet river bank. "
 PROBE_PROMPT_TOKENS = 136
 PROBE_NEW_TOKENS = 8
@@ -60,3 +65,29 @@ def should_probe(iteration: int, first: bool, every: int, replaced: bool) -> boo
     of `every`, so a resumed run keeps the same schedule).
     """
     return first or replaced or iteration % every == 0
+
+
+# ----------------------------------------------------------------------------- the two ends
+
+
+def engine_sample(llm, prompt_ids: list[int], max_tokens: int, seed: int) -> tuple[list[int], list[float]]:
+    """Engine end: sample `max_tokens` tokens from the probe prompt at temperature 1 and
+    return them with their logprobs.
+
+    Generation, not teacher forcing, on purpose: it reads cached prefix KV, so a cache left
+    over from old weights shows up as a logprob mismatch with the learner.
+    """
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    params = SamplingParams(temperature=1.0, max_tokens=max_tokens, seed=seed, logprobs=0, ignore_eos=True)
+    o = llm.generate([TokensPrompt(prompt_token_ids=list(prompt_ids))], params, use_tqdm=False)[0].outputs[0]
+    return list(o.token_ids), [lp[t].logprob for lp, t in zip(o.logprobs, o.token_ids)]
+
+
+def learner_logprobs(policy, prompt_ids: list[int], token_ids: list[int]) -> list[float]:
+    """Learner end: teacher-forced log π(token | prompt, earlier tokens) at temperature 1."""
+    batch = build_shard([prompt_ids], [token_ids], [[0.0] * len(token_ids)], [0], [0], [""], [""],
+                        len(token_ids), policy_version=-1)
+    with torch.no_grad():
+        return response_logprobs(policy, batch, 1.0)[0].float().cpu().tolist()
