@@ -15,11 +15,11 @@ import ray
 import torch
 
 from actors import process_group
-from rlaif_ray.algorithms import corrected_policy_loss, kl_penalty_loss, masked_mean, ppo_policy_loss, ppo_value_loss
+from rlaif_ray.algorithms import Minibatch, ObjectiveSettings, masked_mean, ppo_objective
 from rlaif_ray.batch import RolloutBatch
 from rlaif_ray.config import RunConfig
-from rlaif_ray.experience import build_experience, display_samples
-from rlaif_ray.rewards import function_rewards
+from rlaif_ray.experience import Experience, build_experience, display_samples
+from rlaif_ray.rewards import batch_rewards
 from rlaif_ray.modeling import (Critic, batched_response_values, load_causal_lm, response_logprobs,
                                 response_values)
 from rlaif_ray.weight_sync import make_sender, probe
@@ -64,8 +64,11 @@ class LearnerWorker:
             self.critic = self._engine(Critic(cfg.model.policy, cfg.model.dtype, cfg.model.trust_remote_code),
                                        cfg.learner.critic_lr, ds_cfg)
         self.sender = make_sender(cfg.sync, self.policy.module, cfg.learner.zero_stage, self.rank)
-        self.exp = None
-        self.iteration = 0
+        p = cfg.ppo
+        self.objective = ObjectiveSettings(clip=p.clip, entropy_coef=p.entropy_coef, kl_in_loss=cfg.kl.placement == "loss",
+                                           kl_estimator=cfg.kl.estimator, correction=p.off_policy_correction,
+                                           importance_cap=p.importance_cap, value_clip=p.value_clip,
+                                           value_coef=p.value_coef)
         return self.name
 
     def _engine(self, module, lr, ds_cfg):
@@ -81,14 +84,40 @@ class LearnerWorker:
     def _my_rows(self, n: int) -> np.ndarray:
         return np.array_split(np.arange(n), self.world)[self.rank]
 
-    @ray.method(num_returns=2)
-    def old_logprobs_and_values(self, shard_refs: list) -> tuple[dict, dict]:
-        """This rank's rows: log π_old, entropy and (PPO) V_old, each (rows, T) float32."""
-        start = time.perf_counter()
+    def ppo_step(self, shard_refs: list, source_refs: dict[str, list], ref_logp_refs: list,
+                 kl_coef: float, iteration: int) -> dict:
+        """One PPO iteration's learning on every rank at once; all it reads is passed in.
+
+            π_old, H, V_old   this rank's rows before any update, then all-gathered
+            rewards           every source weighted and summed, once (rank 0, then broadcast)
+            experience        KL shaping and advantages over the whole batch (experience.py)
+            optimise          ppo.epochs passes of minibatch steps on `ppo_objective`
+
+        `source_refs`: {source name: [(B_i,) reward refs in row order]} of every source a
+        model scores (labeler, reward models, classifiers); `function` sources are computed
+        here. Returns {"experience": stats of the batch (rank 0; None elsewhere), "train":
+        this rank's mean step stats, "samples": `run.log_samples` rows to show (rank 0),
+        "seconds": per phase}.
+        """
+        clock = _Clock()
         batch = RolloutBatch.concat(ray.get(list(shard_refs)))
+        old_logp, entropy, values = self._old_logprobs_and_values(batch)
+        clock.lap("old_logprobs")
+        total, per_source, source_stats = self._rewards_once(batch, source_refs)
+        ref_logp = np.concatenate(ray.get(list(ref_logp_refs)))
+        exp, stats = build_experience(self.cfg, batch, total, source_stats, ref_logp, old_logp, values, entropy, kl_coef)
+        samples = display_samples(self.cfg, exp, per_source, total, iteration + 1) if self.rank == 0 else []
+        clock.lap("experience")
+        train_stats = self._optimise(exp, kl_coef, iteration)
+        clock.lap("optimise")
+        return {"experience": stats if self.rank == 0 else None, "train": train_stats, "samples": samples,
+                "seconds": clock.laps}
+
+    def _old_logprobs_and_values(self, batch: RolloutBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """log π_old, entropy and (PPO) V_old of every row, each (B, T) float32: this rank
+        computes its own slice of the rows, the group all-gathers them."""
         mine = batch.select(self._my_rows(len(batch)))
-        temp = self.cfg.rollout.sampling.temperature
-        chunk = self.cfg.learner.forward_batch_size
+        temp, chunk = self.cfg.rollout.sampling.temperature, self.cfg.learner.forward_batch_size
         logp, ent = [], []
         with torch.no_grad():
             for s in range(0, len(mine), chunk):
@@ -97,92 +126,60 @@ class LearnerWorker:
                 logp.append(lp.float().cpu().numpy())
                 ent.append(e.float().cpu().numpy())
         T = batch.max_response_len
-        out = {"old_logp": _cat(logp, T), "entropy": _cat(ent, T), "values": None}
-        if self.critic is not None:
-            out["values"] = batched_response_values(self.critic, mine, chunk)
-        return out, {"seconds": time.perf_counter() - start, "actor": self.name}
+        part = (_cat(logp, T), _cat(ent, T),
+                batched_response_values(self.critic, mine, chunk) if self.critic is not None else None)
+        parts = process_group.all_gather_objects(part, self.world)
+        old_logp, entropy = (np.concatenate([p[i] for p in parts]) for i in (0, 1))
+        values = np.concatenate([p[2] for p in parts]) if self.critic is not None else None
+        return old_logp, entropy, values
 
-    def prepare_experience(self, shard_refs: list, reward_refs: list, ref_logp_refs: list,
-                           old_refs: list, kl_coef: float, iteration: int, scorer_refs: dict | None = None) -> dict:
-        """Assemble the whole scored batch and compute advantages; keeps it for `train`.
+    def _rewards_once(self, batch: RolloutBatch, source_refs: dict[str, list]) -> tuple:
+        """(total, per_source, stats) of `rewards.batch_rewards`, computed on rank 0 only (a
+        `function` source may be slow or call out) and broadcast to the other ranks."""
+        result = None
+        if self.rank == 0:
+            scored = {label: np.concatenate(ray.get(list(refs))) for label, refs in source_refs.items()}
+            result = batch_rewards(self.cfg.reward.sources, batch.prompts, batch.responses, scored)
+        return process_group.broadcast_object(result, self.rank, self.world)
 
-        `scorer_refs`: {source name: [(B_i,) reward refs in row order]} of the
-        reward_model / classifier sources. Returns the stats and, under "samples",
-        `run.log_samples` rows to show (iteration `iteration` + 1, as the driver numbers it)."""
-        start = time.perf_counter()
-        batch = RolloutBatch.concat(ray.get(list(shard_refs)))
-        per_source = {}
-        for source in self.cfg.reward.sources:
-            if source.kind == "labeler_direct":
-                per_source[source.label] = np.concatenate(ray.get(list(reward_refs)))
-            elif source.kind in ("reward_model", "classifier"):
-                per_source[source.label] = np.concatenate(ray.get(list(scorer_refs[source.label])))
-            else:
-                per_source[source.label] = function_rewards(source, batch.prompts, batch.responses)
-        ref_logp = np.concatenate(ray.get(list(ref_logp_refs)))
-        olds = ray.get(list(old_refs))
-        values = np.concatenate([o["values"] for o in olds]) if self.critic is not None else None
-        self.exp, stats = build_experience(
-            self.cfg, batch, per_source, ref_logp, np.concatenate([o["old_logp"] for o in olds]),
-            values, np.concatenate([o["entropy"] for o in olds]), kl_coef)
-        self.kl_coef, self.iteration = kl_coef, iteration
-        # A few rows for a person to read; not numbers: the driver takes them out of the metrics.
-        stats["samples"] = display_samples(self.cfg, self.exp, per_source, iteration + 1)
-        stats["seconds"] = time.perf_counter() - start
-        return stats
-
-    def train(self) -> dict:
-        """PPO epochs over minibatches of the prepared experience; returns mean stats."""
-        start = time.perf_counter()
-        exp, p = self.exp, self.cfg.ppo
+    def _optimise(self, exp: Experience, kl_coef: float, iteration: int) -> dict:
+        """`ppo.epochs` passes over minibatches of the experience; mean stats of the steps."""
+        p = self.cfg.ppo
         n, mb = len(exp.batch), p.minibatch_size
         per_rank = mb // self.world
-        rows_done = 0
         sums: dict[str, float] = {}
         steps = 0
         for epoch in range(p.epochs):
             # Same permutation on every rank (seeded by run, iteration, epoch): ranks take
             # disjoint slices of the same minibatch, so DeepSpeed averages their gradients.
-            perm = np.random.default_rng([self.cfg.run.seed, self.iteration, epoch]).permutation(n)
+            perm = np.random.default_rng([self.cfg.run.seed, iteration, epoch]).permutation(n)
             for m in range(n // mb):
                 rows = perm[m * mb: (m + 1) * mb][self.rank * per_rank: (self.rank + 1) * per_rank]
-                for k, v in self._train_step(np.sort(rows)).items():
+                for k, v in self._step(exp, np.sort(rows), kl_coef).items():
                     sums[k] = sums.get(k, 0.0) + v
                 steps += 1
-                rows_done += len(rows)
         out = {k: v / max(steps, 1) for k, v in sums.items()}
-        out.update({"train/steps": steps, "seconds": time.perf_counter() - start})
+        out["train/steps"] = steps
         return out
 
-    def _train_step(self, rows: np.ndarray) -> dict:
-        exp, p = self.exp, self.cfg.ppo
+    def _step(self, exp: Experience, rows: np.ndarray, kl_coef: float) -> dict:
+        """One optimiser step of the policy (and critic) on `rows` of the experience."""
         sub = exp.batch.select(rows)
-        mask, old, adv = exp.mask[rows], exp.old_logp[rows], exp.advantages[rows]
         logp, ent = response_logprobs(self.policy, sub, self.cfg.rollout.sampling.temperature, with_entropy=True)
         dev = logp.device
-        mask, old, adv = mask.to(dev), old.to(dev), adv.to(dev)
-        if p.off_policy_correction == "none":
-            pg_loss, st = ppo_policy_loss(logp, old, adv, mask, p.clip)
-        else:  # weight each token by π_old/π_behaviour (the engine that sampled it), see off_policy.py
-            behaviour = torch.from_numpy(exp.batch.rollout_logp[rows]).to(dev)
-            pg_loss, st = corrected_policy_loss(logp, old, behaviour, adv, mask, p.clip,
-                                                p.off_policy_correction, p.importance_cap)
-        loss = pg_loss - p.entropy_coef * masked_mean(ent, mask)
-        if self.cfg.kl.placement == "loss":
-            loss = loss + self.kl_coef * kl_penalty_loss(logp, exp.ref_logp[rows].to(dev), mask, self.cfg.kl.estimator)
-        self.policy.backward(loss)
-        self.policy.step()
-        stats = {"loss/policy": pg_loss.item(), "clipfrac": float(st["clipfrac"]),
-                 "approx_kl": float(st["approx_kl"])}
-        if p.off_policy_correction != "none":
-            # Per minibatch of this rank, so its own key: experience's off_policy/* cover the whole batch.
-            stats["off_policy/train_weight_mean"] = float(st["weight_mean"])
+        on = lambda x: x[rows].to(dev) if x is not None else None  # noqa: E731
+        corrected = self.objective.correction != "none"
+        mb = Minibatch(logp=logp, entropy=ent, old_logp=on(exp.old_logp), advantages=on(exp.advantages),
+                       mask=on(exp.mask), ref_logp=on(exp.ref_logp) if self.objective.kl_in_loss else None,
+                       behaviour_logp=torch.from_numpy(exp.batch.rollout_logp[rows]).to(dev) if corrected else None)
         if self.critic is not None:
-            v = response_values(self.critic, sub)
-            vloss = ppo_value_loss(v, exp.values[rows].to(dev), exp.returns[rows].to(dev), mask, p.value_clip)
-            self.critic.backward(p.value_coef * vloss)
+            mb.values, mb.old_values, mb.returns = response_values(self.critic, sub), on(exp.values), on(exp.returns)
+        policy_loss, value_loss, stats = ppo_objective(mb, self.objective, kl_coef)
+        self.policy.backward(policy_loss)
+        self.policy.step()
+        if value_loss is not None:
+            self.critic.backward(value_loss)
             self.critic.step()
-            stats["loss/value"] = vloss.item()
         return stats
 
     def train_sft(self, shard_refs: list, best_rows: list[int], round_index: int = 0) -> dict:
@@ -277,3 +274,15 @@ class LearnerWorker:
 
 def _cat(parts, width):
     return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, width), np.float32)
+
+
+class _Clock:
+    """Seconds of consecutive phases: `lap(name)` closes the phase that started at the last lap."""
+
+    def __init__(self):
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name], self._last = now - self._last, now

@@ -44,3 +44,25 @@ def join(master_addr: str, master_port: int, rank: int, world: int, backend: str
                           master_listen_fd=listen_fd, use_libuv=False)
     dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=RENDEZVOUS_TIMEOUT)
     deepspeed.init_distributed(dist_backend=backend)
+
+
+def all_gather_objects(obj, world: int) -> list:
+    """Every rank's `obj`, in rank order, on every rank (a pickled all-gather; one rank: [obj])."""
+    if world == 1:
+        return [obj]
+    import torch.distributed as dist
+
+    out = [None] * world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj, rank: int, world: int):
+    """Rank 0's `obj` on every rank (the other ranks pass None)."""
+    if world == 1:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj if rank == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -23,13 +23,12 @@ from tqdm import tqdm
 from bench.common import Result, bench_config, live_run, median
 
 GOAL = 0.10
-STAGES = ("prompts", "rollout", "score", "advantages", "train", "sync", "probe")
+STAGES = ("prompts", "rollout", "score", "train", "sync", "probe")
 # stage -> phases run one after another; each phase: methods running concurrently.
 PHASES = {
     "rollout": [("RolloutActor.generate",)],
-    "score": [("LabelerActor.direct_rewards", "ReferenceActor.logprobs", "LearnerWorker.old_logprobs_and_values")],
-    "advantages": [("LearnerWorker.prepare_experience",)],
-    "train": [("LearnerWorker.train",)],
+    "score": [("LabelerActor.direct_rewards", "ReferenceActor.logprobs")],
+    "train": [("LearnerWorker.ppo_step",)],
     "sync": [("LearnerWorker.weight_sender",), ("RolloutActor.weight_receiver",)],
     "probe": [("RolloutActor.probe",), ("LearnerWorker.probe_logprobs",)],
 }

@@ -7,8 +7,9 @@
     off_policy/*  = importance_weights(π_old, π_behaviour): how far the engine's sampling
                     policy is from π_old (stats only; the weights are applied in the learner)
 
-Every learner computes this over the whole batch (it is a few kB of arithmetic): group
-baselines and whitening need all rows, and no extra actor or round trip is needed.
+Every learner computes this over the whole batch inside its PPO step (it is a few kB of
+arithmetic): group baselines and whitening need all rows, and no extra actor or round trip
+is needed. The rewards arrive already combined (`rewards.batch_rewards`, computed once).
 
 `display_samples` picks a few rows of the batch for a person to read (RUN_DIR/samples.jsonl,
 TensorBoard text): only the learner holds prompts, responses, per-source rewards and KL together.
@@ -25,7 +26,6 @@ from rlaif_ray.algorithms import (AdvantageInputs, estimate_advantages, importan
                                   masked_mean)
 from rlaif_ray.batch import RolloutBatch
 from rlaif_ray.config import RunConfig
-from rlaif_ray.rewards import combine_rewards
 
 
 @dataclass
@@ -39,14 +39,14 @@ class Experience:
     returns: torch.Tensor | None  # (B, T) value targets (PPO), else None
 
 
-def build_experience(cfg: RunConfig, batch: RolloutBatch, source_rewards: dict[str, np.ndarray],
+def build_experience(cfg: RunConfig, batch: RolloutBatch, rewards: np.ndarray, source_stats: dict,
                      ref_logp: np.ndarray, old_logp: np.ndarray, values: np.ndarray | None,
                      entropy: np.ndarray, kl_coef: float) -> tuple[Experience, dict]:
-    """Sum the reward sources, shape with the KL penalty and estimate advantages.
+    """Shape the combined rewards with the KL penalty and estimate advantages.
 
-    `source_rewards` maps each source's name to its (B,) rewards; returns (experience, stats).
+    `rewards` (B,) are the sources' weighted sum and `source_stats` their per-source stats
+    (`rewards.batch_rewards`); returns (experience, stats).
     """
-    rewards, source_stats = combine_rewards(cfg.reward.sources, source_rewards)
     mask = torch.from_numpy(batch.response_mask())
     scores = torch.from_numpy(np.asarray(rewards, dtype=np.float32))
     finite = torch.isfinite(scores)
@@ -121,7 +121,7 @@ def choose_samples(n_rows: int, k: int, seed: int, iteration: int) -> np.ndarray
 
 
 def display_samples(cfg: RunConfig, exp: Experience, source_rewards: dict[str, np.ndarray],
-                    iteration: int) -> list[dict]:
+                    total: np.ndarray | None, iteration: int) -> list[dict]:
     """`run.log_samples` rows of the batch as JSON-ready dicts for a person to read.
 
     Each: iteration, policy version, prompt position and sample index, prompt, response, its
@@ -133,7 +133,6 @@ def display_samples(cfg: RunConfig, exp: Experience, source_rewards: dict[str, n
     rows = choose_samples(len(b), cfg.run.log_samples, cfg.run.seed, iteration)
     if rows.size == 0:
         return []
-    total, _ = combine_rewards(cfg.reward.sources, source_rewards)
     # Over the whole response, not the update mask: a row dropped for a non-finite reward
     # still shows how far it is from the reference.
     mask = torch.from_numpy(b.response_mask()) > 0

@@ -49,3 +49,22 @@ def combine_rewards(sources: list[RewardSource], per_source: dict[str, np.ndarra
             part = s.weight * r
             total = part if total is None else total + part
     return total, stats
+
+
+def batch_rewards(sources: list[RewardSource], prompts: list[str], responses: list[str],
+                  scored: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
+    """Every source's (B,) rewards and their weighted sum, for one batch: (total, per_source, stats).
+
+    `scored` holds the rewards of the sources a model scored (labeler, reward models,
+    classifiers) by source name; `function` sources are computed here from the texts.
+    """
+    per_source = {}
+    for s in sources:
+        if s.kind == "function":
+            per_source[s.label] = function_rewards(s, prompts, responses)
+        elif s.label in scored:
+            per_source[s.label] = scored[s.label]
+        else:
+            raise ValueError(f"reward.sources: no rewards for source {s.label!r} ({s.kind}) in this batch")
+    total, stats = combine_rewards(sources, per_source)
+    return total, per_source, stats

@@ -11,6 +11,7 @@ import torch
 from rlaif_ray.batch import build_shard
 from rlaif_ray.config import load_config
 from rlaif_ray.experience import build_experience
+from rlaif_ray.rewards import combine_rewards
 
 BETA = 0.1
 PAD = 9.0  # garbage in padded logprob columns: must never leak into KL or rewards
@@ -50,7 +51,8 @@ def _rewards(scores, truth=None):
 
 def _build(cfg, scores=SCORES, batch=None, values=None, kl_coef=BETA, **kw):
     batch = batch or _batch()
-    return build_experience(cfg, batch, _rewards(scores, **kw), REF, OLD, values, ENTROPY, kl_coef)
+    total, source_stats = combine_rewards(cfg.reward.sources, _rewards(scores, **kw))
+    return build_experience(cfg, batch, total, source_stats, REF, OLD, values, ENTROPY, kl_coef)
 
 
 def test_grpo_advantages_from_kl_shaped_rewards(repo_root):

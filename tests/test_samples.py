@@ -12,6 +12,7 @@ from rlaif_ray.batch import build_shard
 from rlaif_ray.cli import main
 from rlaif_ray.config import load_config
 from rlaif_ray.experience import build_experience, choose_samples, display_samples
+from rlaif_ray.rewards import combine_rewards
 from rlaif_ray.run_dir import RunDirError
 from rlaif_ray.samples import format_samples, read_samples, samples_markdown, select_iterations
 
@@ -47,16 +48,17 @@ def _experience(repo_root, scores, *overrides):
     ref = np.array([[-1.5, -1.0, -PAD], [-1.0, -PAD, PAD], [-2.0, -1.0, -0.5], [-PAD, PAD, 0.0]], np.float32)
     per_source = {"labeler_direct": np.asarray(scores, np.float32),
                   "ground_truth": np.array([1.0, 0.0, -1.0, 0.5], np.float32)}
-    exp, _ = build_experience(cfg, batch, per_source, ref, old, None, np.ones((4, 3), np.float32), 0.1)
-    return cfg, exp, per_source
+    total, source_stats = combine_rewards(cfg.reward.sources, per_source)
+    exp, _ = build_experience(cfg, batch, total, source_stats, ref, old, None, np.ones((4, 3), np.float32), 0.1)
+    return cfg, exp, per_source, total
 
 
 def test_display_samples_carry_rewards_by_source_kl_and_length(repo_root):
     # local.yaml: labeler_direct weight 1, ground_truth weight 0 → combined reward = labeler score.
     # Row 1's labeler score is NaN: its row is dropped from the update, but still shown, with
     # reward null and its KL over the response (0.5), not the update mask's 0.
-    cfg, exp, per_source = _experience(repo_root, [0.25, np.nan, -0.75, 0.5])
-    rows = display_samples(cfg, exp, per_source, iteration=3)   # log_samples 4 of 4 rows: all
+    cfg, exp, per_source, total = _experience(repo_root, [0.25, np.nan, -0.75, 0.5])
+    rows = display_samples(cfg, exp, per_source, total, iteration=3)   # log_samples 4 of 4 rows: all
     assert [r["sample_index"] for r in rows] == [0, 1, 2, 3]
     assert [r["kl"] for r in rows] == pytest.approx([-0.5, 0.5, 0.5, 0.0])
     assert [r["response_tokens"] for r in rows] == [2, 1, 3, 0]
@@ -71,14 +73,14 @@ def test_display_samples_carry_rewards_by_source_kl_and_length(repo_root):
     #   row 0: d = (0.5, −1.0)     → 0.106531 + 0.718282 = 0.824812
     #   row 1: d = 0.5             → 0.106531
     #   row 2: d = (1, 0, −0.5)    → 0.367879 + 0 + 0.148721 = 0.516600
-    cfg, exp, per_source = _experience(repo_root, [0.25, 0.5, -0.75, 0.5], "kl.estimator=k3")
-    rows = display_samples(cfg, exp, per_source, iteration=3)
+    cfg, exp, per_source, total = _experience(repo_root, [0.25, 0.5, -0.75, 0.5], "kl.estimator=k3")
+    rows = display_samples(cfg, exp, per_source, total, iteration=3)
     assert [r["kl"] for r in rows] == pytest.approx([0.824812, 0.106531, 0.516600, 0.0], abs=1e-5)
-    cfg, exp, per_source = _experience(repo_root, [0.25, 0.5, -0.75, 0.5], "run.log_samples=2")
-    rows = display_samples(cfg, exp, per_source, iteration=3)
+    cfg, exp, per_source, total = _experience(repo_root, [0.25, 0.5, -0.75, 0.5], "run.log_samples=2")
+    rows = display_samples(cfg, exp, per_source, total, iteration=3)
     assert [r["sample_index"] for r in rows] == choose_samples(4, 2, seed=0, iteration=3).tolist()
-    cfg, exp, per_source = _experience(repo_root, [0.0] * 4, "run.log_samples=0")
-    assert display_samples(cfg, exp, per_source, iteration=1) == []
+    cfg, exp, per_source, total = _experience(repo_root, [0.0] * 4, "run.log_samples=0")
+    assert display_samples(cfg, exp, per_source, total, iteration=1) == []
 
 
 def _row(it, n, prompt="Say something bright.", response=" bright sun", reward=0.5, kl=0.01):

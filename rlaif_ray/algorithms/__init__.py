@@ -1,5 +1,5 @@
-"""Pure-torch RLHF algorithm core: masks, PPO, off-policy correction, KL, advantage estimators,
-preference losses.
+"""Pure-torch RLHF algorithm core: masks, PPO and its whole objective, off-policy correction,
+KL, advantage estimators, preference losses.
 
 No Ray, no vLLM: every function maps tensors to tensors. Shapes are [B, T] (batch,
 response tokens) with ``mask`` 1 on response tokens and 0 on right padding.
@@ -31,6 +31,7 @@ from rlaif_ray.algorithms.masks import (
     masked_var,
     masked_whiten,
 )
+from rlaif_ray.algorithms.objective import Minibatch, ObjectiveSettings, ppo_objective
 from rlaif_ray.algorithms.off_policy import OFF_POLICY_MODES, corrected_policy_loss, importance_weights
 from rlaif_ray.algorithms.ppo import compute_gae, ppo_policy_loss, ppo_value_loss
 from rlaif_ray.algorithms.preference import dpo_loss, pairwise_reward_loss
@@ -41,6 +42,8 @@ __all__ = [
     "AdaptiveKLController",
     "AdvantageInputs",
     "FixedKLController",
+    "Minibatch",
+    "ObjectiveSettings",
     "OFF_POLICY_MODES",
     "compute_gae",
     "corrected_policy_loss",
@@ -61,6 +64,7 @@ __all__ = [
     "masked_whiten",
     "needs_critic",
     "pairwise_reward_loss",
+    "ppo_objective",
     "ppo_policy_loss",
     "ppo_value_loss",
     "reinforce_pp_returns",

@@ -133,21 +133,18 @@ class Pipeline:
         self.advance([(self.run.roles.rollout, c.gen) for c in batch.generating()])
         return self.batches.popleft()
 
-    def scored(self, batch: Batch, also: list[tuple[object, Call]] = ()) -> dict:
-        """Wait for `batch`'s scores (and the calls in `also`); its refs and timings."""
+    def scored(self, batch: Batch) -> dict:
+        """Wait for `batch`'s scores; its refs and timings."""
         pools = self._scoring_pools()
-        self.advance([(p, c.scores[p.role]) for p in pools for c in batch.chunks] + list(also))
+        self.advance([(p, c.scores[p.role]) for p in pools for c in batch.chunks])
         return scored_refs(batch, pools)
 
-    def on_learners(self, method: str, *args) -> list[Call]:
-        """Send `method(*args)` to every learner (collectives inside); the calls, not waited on."""
-        learners = self.run.roles.learners
-        return [learners.submit(k, method, *args) for k in range(len(learners.actors))]
-
     def run_on_learners(self, method: str, *args) -> list:
-        """Every learner runs `method(*args)` while the pipeline keeps moving; their values."""
+        """Every learner runs `method(*args)` (collectives inside) while the pipeline keeps
+        moving; their values."""
         learners = self.run.roles.learners
-        return [c.value for c in self.advance([(learners, c) for c in self.on_learners(method, *args)])]
+        calls = [learners.submit(k, method, *args) for k in range(len(learners.actors))]
+        return [c.value for c in self.advance([(learners, c) for c in calls])]
 
     # ------------------------------------------------------------------ checkpoints
 

@@ -1,7 +1,8 @@
 """The PPO iteration, as a short sequence of named stages.
 
-    prompts -> rollout -> (labeler rewards ‖ reference logprobs ‖ learner logprobs/values)
-            -> advantages -> train -> weight sync (+ probe) -> metrics
+    prompts -> rollout -> score (labeler rewards ‖ reference logprobs ‖ scorer rewards)
+            -> train (each learner's PPO step: old logprobs/values, combined rewards,
+               advantages, optimiser steps) -> weight sync (+ probe) -> metrics
 
 "prompts" starts the batches the pipeline keeps in flight (driver/pipeline.py): the
 current one and, with `pipeline.max_staleness: k`, up to k more that the engines generate
@@ -81,11 +82,9 @@ def run_iteration(run: RunState) -> dict:
             record_prompts(run, batch)
             lag = staleness(batch, run.policy_version)
         with t("score"):
-            scored = score(run, batch)
-        with t("advantages"):
-            exp_stats = prepare_experience(run, scored)
+            scored = run.pipeline.scored(batch)
         with t("train"):
-            train_stats = train(run)
+            exp_stats, train_stats = ppo_step(run, scored)
         with t("sync"):
             sync_stats = sync_weights(run)
         with t("probe"):
@@ -107,24 +106,26 @@ def record_prompts(run: RunState, batch: Batch) -> None:
                                 "prompts": [p.text for p in batch.prompts]}) + "\n")
 
 
-def score(run: RunState, batch: Batch) -> dict:
-    """Labeler rewards ‖ reference logprobs ‖ scorer rewards (sent chunk by chunk as each was
-    generated, driver/pipeline.py) ‖ the learners' old logprobs and values of the whole batch,
-    each under the call policy."""
-    shards = [c.shard for c in batch.chunks]
-    olds = run.pipeline.on_learners("old_logprobs_and_values", shards)
-    scored = run.pipeline.scored(batch, [(run.roles.learners, c) for c in olds])
-    scored["old"] = [c.refs[0] for c in olds]
-    scored["timings"]["timing/values"] = max(c.value["seconds"] for c in olds)
-    return scored
+def ppo_step(run: RunState, scored: dict) -> tuple[dict, dict]:
+    """Every learner takes one PPO step on the scored batch (`LearnerWorker.ppo_step`: old
+    logprobs, combined rewards, advantages, optimiser steps); returns rank 0's batch stats
+    (its samples are recorded) and the step stats averaged over ranks."""
+    per_rank = run.pipeline.run_on_learners("ppo_step", scored["shards"], source_refs(run, scored), scored["ref_logp"],
+                                            run.kl.value, run.iteration)
+    record_samples(run, per_rank[0]["samples"])
+    laps = per_rank[0]["seconds"]
+    exp_stats = {**per_rank[0]["experience"], "timing/values": laps["old_logprobs"],
+                 "timing/advantages": laps["experience"], "timing/optimise": laps["optimise"]}
+    steps = [r["train"] for r in per_rank]
+    return exp_stats, {k: float(np.mean([r[k] for r in steps])) for k in steps[0]}
 
 
-def prepare_experience(run: RunState, scored: dict) -> dict:
-    """Advantages on every learner; returns rank 0's numeric stats (its samples are recorded)."""
-    stats = run.pipeline.run_on_learners("prepare_experience", scored["shards"], scored["rewards"], scored["ref_logp"],
-                                         scored["old"], run.kl.value, run.iteration, scored.get("scorers"))[0]
-    record_samples(run, stats.pop("samples", []))
-    return stats
+def source_refs(run: RunState, scored: dict) -> dict[str, list]:
+    """The reward refs of every source a model scored, by source name: each reward model or
+    classifier's own, and the labeler's for the labeler_direct source."""
+    refs = dict(scored["scorers"])
+    refs.update({s.label: scored["rewards"] for s in run.cfg.reward.sources if s.kind == "labeler_direct"})
+    return refs
 
 
 def record_samples(run: RunState, samples: list[dict]) -> None:
@@ -134,11 +135,6 @@ def record_samples(run: RunState, samples: list[dict]) -> None:
     if run.run_dir is not None and samples:
         with (Path(run.run_dir) / "samples.jsonl").open("a") as f:
             f.writelines(json.dumps(row) + "\n" for row in samples)
-
-
-def train(run: RunState) -> dict:
-    per_rank = run.pipeline.run_on_learners("train")
-    return {k: float(np.mean([r[k] for r in per_rank])) for k in per_rank[0]}
 
 
 def sync_weights(run: RunState) -> dict:
@@ -198,7 +194,6 @@ def metrics_row(run: RunState, seconds: dict, score_timings: dict, exp: dict, tr
     row.update(probe_stats)
     row.update(seconds)
     row.update(score_timings)
-    row["timing/advantages"] = seconds["timing/advantages"]
     row["throughput/tokens_per_s"] = tokens / max(seconds["timing/iteration"], 1e-9)
     row["data/truncated_prompts"] = run.stream.truncated
     row["data/dropped_prompts"] = run.stream.dropped

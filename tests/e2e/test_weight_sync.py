@@ -52,7 +52,12 @@ def test_probe_catches_stale_prefix_cache(run, caplog):
     # One more update, loaded WITHOUT resetting the prefix cache.
     from rlaif_ray.driver import train as stages
 
-    stages.train(run)  # a second optimiser pass over the same experience moves the weights
+    # An iteration up to its sync: the learner moves, the engines are not told. The sync is
+    # done by hand below.
+    run.pipeline.fill()
+    stages.ppo_step(run, run.pipeline.scored(run.pipeline.generated()))
+    run.iteration += 1
+    run.policy_version += 1
     payload = ray.get([l.weight_sender.remote("put") for l in run.roles.learners.actors])[0]
     engine0 = run.roles.rollout.actors[0]
     ray.get(engine0.weight_receiver.remote("load", payload, run.policy_version, False))  # no prefix-cache reset
