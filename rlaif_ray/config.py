@@ -258,14 +258,13 @@ class SyncSection(_Strict):
                                       "null: a per-dtype default (float32 2e-4, bfloat16/float16 1.0; see docs/weight-sync.md).")
     probe_action: Literal["warn", "stop"] = Field("warn", description="When the probe reads above its bound: "
                                                   "warn (one log line naming the engine and the figure) or stop the run.")
-    # Default 1 (every sync): the evidence for skipping is thin. Measured share of the probe in an
-    # iteration: TRL comparison on a quiet 2-core machine 0.76 s of 15.9 s (4.8 %, issue 13); same
-    # benchmark at load 9-10 0.9 s of 19.7 s (4.6 %, docs/performance.md); default run 0.068 s of
-    # 1.50 s (4.5 %, ibid., overhead); SmolLM2-135M run 1.9-3.8 s of 69-137 s (~3 %,
-    # runs/smollm2-concise/metrics.jsonl, loaded machine). A saving of at most ~5 % is inside the
-    # ±20 % that the same benchmark moved between two runs, so no figure yet shows a larger k paying
-    # for the one-off broken syncs it would miss (a sync is repaired only by the next one).
-    probe_every: int = Field(1, ge=1, description="Probe every k-th sync; always on a run's (or resumed run's) "
+    # Default 5, from the probe's measured share of an iteration (its own `timing/probe` in every
+    # row, so no A/B run is needed to know the saving): default run 0.033-0.045 s of 0.85-0.91 s
+    # (4-5 %, 2026-12-06, this 2-core machine); TRL comparison 0.76 s of 15.9 s (4.8 %, issue
+    # 13); SmolLM2-135M 1.9-3.8 s of 69-137 s (~3 %). Every 5th sync brings that to ≤ 1 %; a
+    # broken sync is then seen at most 4 iterations late, and the cases that break a sync (a
+    # replacement engine, a rebuilt learner group, a resumed run) are always probed at once.
+    probe_every: int = Field(5, ge=1, description="Probe every k-th sync; always on a run's (or resumed run's) "
                              "first iteration and after a rollout actor was replaced; skipped rows lack sync/max_logprob_diff.")
 
     def probe_bound_for(self, dtype: str) -> float:

@@ -128,8 +128,8 @@ def test_should_probe_hand_cases(iteration, first, every, replaced, expected):
     assert should_probe(iteration, first, every, replaced) is expected
 
 
-def test_probe_every_defaults_to_every_sync_and_is_validated():
-    assert SyncSection().probe_every == 1
+def test_probe_every_defaults_to_every_fifth_sync_and_is_validated():
+    assert SyncSection().probe_every == 5
     with pytest.raises(ValueError):
         SyncSection(probe_every=0)
 
