@@ -1,5 +1,9 @@
 """Shared fixtures: the repo root, the cached tiny models and real model (SmolLM2-135M-Instruct),
-and the `gpu` marker's skip.
+one private local Ray for the session, run configs on the tiny models, and the `gpu`
+marker's skip.
+
+Every training run in these tests uses real Ray actors, real vLLM engines and real
+DeepSpeed learners; only the models are tiny.
 
 The tiny models are built once into ``<repo>/.cache/tiny-models`` (git-ignored) and reused
 by later runs; ``ensure_tiny_models`` locks, so parallel pytest processes build it once.
@@ -39,7 +43,7 @@ def repo_root() -> Path:
 def tiny_models() -> dict[str, Path]:
     """{"policy", "labeler", "reward_backbone", "root", "report"} → Path, built on first use
     (about 2 minutes on 2 idle cores) and cached across runs."""
-    from rlaif_ray.tiny_models import ensure_tiny_models
+    from toy.models.build import ensure_tiny_models
 
     return ensure_tiny_models(TINY_MODELS_DIR, seed=0)
 
@@ -73,3 +77,30 @@ def ray_local():
     yield temp_dir
     ray.shutdown()
     shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def toy_prompts_file(tiny_models, tmp_path_factory):
+    from toy.task import write_toy_prompts_jsonl
+
+    path = tmp_path_factory.mktemp("data") / "prompts-train.jsonl"
+    write_toy_prompts_jsonl(path, 512, seed=0, split="train")
+    return path
+
+
+@pytest.fixture(scope="session")
+def make_config(tiny_models, toy_prompts_file):
+    """configs/local.yaml pointed at the session's tiny models, with dotted overrides."""
+    import yaml
+
+    from rlaif_ray.config import apply_overrides, config_from_dict
+
+    base = yaml.safe_load((REPO_ROOT / "configs" / "local.yaml").read_text())
+
+    def make(*overrides: str):
+        raw = apply_overrides(yaml.safe_load(yaml.safe_dump(base)), [
+            f"model.policy={tiny_models['policy']}", f"model.labeler={tiny_models['labeler']}",
+            f"data.source={toy_prompts_file}", *overrides])
+        return config_from_dict(raw)
+
+    return make
