@@ -263,7 +263,7 @@ SYNC_SHAPES = (LlamaShape("llama-20m", 512, 6, 1408), LlamaShape("llama-41m", 64
 
 
 def tiny_models() -> dict[str, Path]:
-    from rlaif_ray.tiny_models import ensure_tiny_models
+    from toy.models.build import ensure_tiny_models
 
     return ensure_tiny_models(REPO_ROOT / ".cache" / "tiny-models", seed=0, quiet=True)
 
@@ -313,7 +313,7 @@ def model_params(path: Path) -> int:
 
 def prompts_file() -> Path:
     """The toy training prompts (same as the e2e fixture: 512 prompts, seed 0)."""
-    from rlaif_ray.toy_task import write_toy_prompts_jsonl
+    from toy.task import write_toy_prompts_jsonl
 
     path = BENCH_CACHE / "prompts-train.jsonl"
     if not path.exists():
@@ -339,7 +339,7 @@ def bench_config(*overrides: str, policy: Path | None = None, labeler: bool = Fa
     base = [f"model.policy={policy or tm['policy']}", f"model.labeler={tm['labeler']}",
             f"data.source={prompts_file()}"]
     if not labeler:
-        base.append('reward.sources=[{kind: function, function: "rlaif_ray.toy_task:rule_score", weight: 1.0}]')
+        base.append('reward.sources=[{kind: function, function: "toy.task:rule_score", weight: 1.0}]')
     return config_from_dict(apply_overrides(raw, [*base, *overrides]), "bench config")
 
 
@@ -360,10 +360,10 @@ def live_run(cfg):
     from rlaif_ray.data import prompt_stream
     from rlaif_ray.driver.roles import start_roles
     from rlaif_ray.driver.runtime import ray_session
-    from rlaif_ray.driver.sync import make_weight_sync
+    from rlaif_ray.weight_sync.driver import make_weight_sync
     from rlaif_ray.driver.train import RunState
     from rlaif_ray.modeling import load_tokenizer
-    from rlaif_ray.probe import probe_prompt
+    from rlaif_ray.weight_sync.probe import probe_prompt
 
     tok = load_tokenizer(cfg.model.policy)
     stream = prompt_stream(cfg.data, tok, cfg.model.policy, cfg.run.seed)

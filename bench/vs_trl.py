@@ -2,7 +2,7 @@
 
 Both sides, on CPU, in fp32: the same random-weight ~75M Llama, the same prompts in the same
 order, 4 samples per prompt, 32 new tokens at T=1 (no top-k, top-p 1), the deterministic
-reward `rlaif_ray.toy_task:rule_score` (no labeler, no reward model), AdamW lr 1e-5 (no
+reward `toy.task:rule_score` (no labeler, no reward model), AdamW lr 1e-5 (no
 schedule, no weight decay, grad-norm clip 1.0), clip ε 0.2, KL to the reference as a loss
 term with the k3 estimator and β 0.02, group-normalised advantages, and two optimiser steps
 of 16 sequences per batch of 32 (so both compute old logprobs for the ratio).
@@ -45,7 +45,7 @@ def run(quick: bool) -> Result:
                 "samples_per_prompt": group, "max_new_tokens": new_tokens, "temperature": 1.0, "top_k": "off",
                 "top_p": 1.0, "minibatch": minibatch, "optimizer_steps_per_iteration": prompts * group // minibatch,
                 "lr": 1e-5, "weight_decay": 0.0, "max_grad_norm": 1.0, "clip": 0.2, "kl": "k3 in loss, beta 0.02",
-                "reward": "rlaif_ray.toy_task:rule_score", "rounds_measured": rounds - 1, "dtype": "float32"}
+                "reward": "toy.task:rule_score", "rounds_measured": rounds - 1, "dtype": "float32"}
     cfg = bench_config(f"data.prompts_per_iteration={prompts}", f"rollout.sampling.samples_per_prompt={group}",
                        f"rollout.sampling.max_new_tokens={new_tokens}", "rollout.sampling.top_k=-1",
                        "rollout.sampling.top_p=1.0", "rollout.sampling.temperature=1.0", "ppo.algorithm=grpo",
@@ -126,7 +126,7 @@ def _measure(cfg, path, prompts: int, group: int, new_tokens: int, minibatch: in
                 self.round_start = time.perf_counter()
 
         def rule_score(prompts, completions, **kw):  # TRL's reward-function signature
-            from rlaif_ray.toy_task import rule_score as score
+            from toy.task import rule_score as score
 
             return [score(c) for c in completions]
 

@@ -1,6 +1,6 @@
 """Build a folder once, for many processes: a file lock, a temp dir, then an atomic rename.
 
-Used by the offline model fixtures (`rlaif_ray.tiny_models`, `fixtures.smollm2`): parallel
+Used by the offline model fixtures (`toy.models.build`, `fixtures.smollm2`): parallel
 pytest processes must build a cache folder once, and no reader may ever see it half written.
 """
 

@@ -101,8 +101,8 @@ def cmd_train(args) -> int:
 def cmd_make_tiny_models(args) -> int:
     from pathlib import Path
 
-    from rlaif_ray.tiny_models import ensure_tiny_models
-    from rlaif_ray.toy_task import write_toy_prompts_jsonl
+    from toy.models.build import ensure_tiny_models
+    from toy.task import write_toy_prompts_jsonl
 
     paths = ensure_tiny_models(args.dir, seed=args.seed)
     # The toy task's prompts, as the embedded default and the example configs read them.
@@ -280,7 +280,7 @@ def cmd_label(args) -> int:
 
 
 def cmd_make_toy_pairs(args) -> int:
-    from rlaif_ray.toy_pairs import write_toy_pairs_jsonl
+    from toy.pairs import write_toy_pairs_jsonl
 
     if args.n < 1:
         raise ConfigError(f"make-toy-pairs: --n must be >= 1, got {args.n}")

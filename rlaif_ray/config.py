@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -142,6 +142,18 @@ class LabelerSection(_Strict):
         return self
 
 
+MOVED_MODULES = {"rlaif_ray.toy_task": "toy.task"}
+"""Modules that left the library, old name → new name: the toy task is a fixture (toy/), not the product."""
+
+
+def moved_function_error(path: str | None) -> str | None:
+    """For a 'package.module:function' path whose module moved, the one line that says where to; else None."""
+    module, _, name = (path or "").partition(":")
+    if module not in MOVED_MODULES:
+        return None
+    return f"{path} moved to {MOVED_MODULES[module]}:{name} (the toy world left the library); write that instead"
+
+
 class RewardSource(_Strict):
     kind: Literal["labeler_direct", "function", "reward_model", "classifier"] = Field(
         "labeler_direct", description="labeler_direct: the AI labeler's score; function: a Python function of (prompt, response); "
@@ -161,6 +173,8 @@ class RewardSource(_Strict):
     def _function_needs_path(self) -> "RewardSource":
         if self.kind == "function" and (not self.function or ":" not in self.function):
             raise ValueError("function: kind function needs function: 'package.module:function'")
+        if self.kind == "function" and (moved := moved_function_error(self.function)):
+            raise ValueError(f"function: {moved}")
         if self.kind in ("reward_model", "classifier") and not self.model:
             raise ValueError(f"model: kind {self.kind} needs model: a sequence-classification model (path or hub name)")
         if self.kind == "classifier" and self.class_label is None:
@@ -313,18 +327,34 @@ class EvalSection(_Strict):
 
     policy_a: str | None = Field(None, description="Policy A (the one evaluated): any HF folder or hub name, e.g. RUN_DIR/checkpoints/iter-000012/hf.")
     policy_b: str | None = Field(None, description="Policy B (the baseline); null: model.policy (the initial SFT policy).")
-    prompts: str | None = Field(None, description="Held-out prompts (.jsonl/.json/.parquet or HF dataset); null: the toy task's held-out split.")
+    prompts: str = Field(..., description="Held-out prompts file (.jsonl/.json/.parquet) or HF dataset, never used in training "
+                         "(the toy task's: .cache/tiny-models/prompts-heldout.jsonl, written by `rlaif-ray make-tiny-models`).")
     prompt_column: str = Field("prompt", description="Column of `prompts` holding the prompt text.")
     prompts_split: str = Field("test", description="Split when `prompts` is an HF dataset name.")
     num_prompts: int = Field(64, ge=1, description="Prompts evaluated (the first ones of the source; ≥ 64 for a win-rate claim).")
     sampling: EvalSampling = Field(default_factory=EvalSampling, description="How the policies answer.")
     actors_per_policy: int = Field(1, ge=1, description="vLLM engines per policy (resources: rollout.resources).")
     harmless: HarmlessJudge | None = Field(None, description="Harmless-rate classifier; null: no harmless rate.")
-    function_judge: str | None = Field(None, description="Optional ground truth 'package.module:function' of (response) or (prompt, response), e.g. rlaif_ray.toy_task:rule_score.")
+    function_judge: str | None = Field(None, description="Optional ground truth 'package.module:function' of (response) or (prompt, response), e.g. toy.task:rule_score.")
     run_dirs: list[str] = Field(default_factory=list, description="Run dirs whose metrics.jsonl curves are plotted.")
     curves: list[str] = Field(default_factory=lambda: ["reward/mean", "kl/mean", "response_length/mean"], description="Metrics plotted from run_dirs, one PNG each.")
     output_dir: str = Field("runs/eval", description="Where report.md, eval.json, answers.jsonl and the PNGs go.")
     confidence: float = Field(0.95, gt=0, lt=1, description="Confidence of the win-rate interval (Wilson).")
+
+    @field_validator("prompts", mode="before")
+    @classmethod
+    def _prompts_given(cls, value):
+        if value is None:  # null used to mean the toy task's held-out split
+            raise ValueError("required: a held-out prompts file or dataset (for the toy task: "
+                             ".cache/tiny-models/prompts-heldout.jsonl, written by `rlaif-ray make-tiny-models`)")
+        return value
+
+    @field_validator("function_judge")
+    @classmethod
+    def _judge_not_moved(cls, value):
+        if moved := moved_function_error(value):
+            raise ValueError(moved)
+        return value
 
 
 class RejectionSamplingSection(_Strict):
@@ -440,9 +470,21 @@ class RunConfig(_Strict):
     chaos: ChaosSection = Field(default_factory=ChaosSection, description="Fault injection for recovery tests (empty in real runs).")
     reward_model_train: RewardModelTrainSection = Field(default_factory=RewardModelTrainSection, description="Reward-model training (`rlaif-ray train-rm`); unused by PPO.")
     dpo: DPOSection = Field(default_factory=DPOSection, description="DPO from preference pairs (`rlaif-ray dpo`); unused by PPO.")
-    eval: EvalSection = Field(default_factory=EvalSection, description="Policy-vs-policy evaluation (`rlaif-ray eval`).")
+    eval: EvalSection | None = Field(None, description="Policy-vs-policy evaluation (`rlaif-ray eval`, which requires it); null in other runs.")
     rejection_sampling: RejectionSamplingSection = Field(default_factory=RejectionSamplingSection, description="Best-of-n rejection sampling (`rlaif-ray rejection-sampling`).")
     label: LabelSection = Field(default_factory=LabelSection, description="AI preference labeling of response pairs (`rlaif-ray label`); unused by PPO.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_default_eval(cls, raw: Any) -> Any:
+        # Every run's config.yaml written before eval.prompts became required holds the whole
+        # eval section at its defaults (policy_a and prompts null): it names nothing to
+        # evaluate, and dropping it keeps those runs resumable. A section that names a
+        # policy_a, or leaves prompts out, is validated (and fails naming eval.prompts).
+        e = raw.get("eval") if isinstance(raw, dict) else None
+        if isinstance(e, dict) and "prompts" in e and e["prompts"] is None and e.get("policy_a") is None:
+            raw = {**raw, "eval": None}
+        return raw
 
     @model_validator(mode="after")
     def _cross_field(self) -> "RunConfig":
@@ -592,11 +634,21 @@ def describe_schema(model: type[BaseModel] = RunConfig, prefix: str = "") -> lis
     lines = []
     for name, field in model.model_fields.items():
         path = f"{prefix}{name}"
-        ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
+        ann = section_model(field.annotation)
+        if ann is not None:
             lines.append(f"{path}:  {field.description or ann.__doc__ or ''}".rstrip())
             lines.extend(describe_schema(ann, path + "."))
             continue
         default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
         lines.append(f"{path} = {default}  # {field.description or ''}")
     return lines
+
+
+def section_model(annotation) -> type[BaseModel] | None:
+    """The section model of a field typed `Section` or `Section | None`; None for a plain value."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    args = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
+    if len(args) == 1 and isinstance(args[0], type) and issubclass(args[0], BaseModel):
+        return args[0]
+    return None

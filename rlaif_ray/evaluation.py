@@ -20,29 +20,16 @@ from rlaif_ray.metrics import harmless_rate, win_rate_interval
 SIDES = ("a", "b")
 
 
-def eval_prompt_texts(source: str | None, column: str, split: str, n: int, seed: int,
-                      record_to: Path | None = None) -> tuple[list[str], str]:
-    """The first `n` held-out prompts and a description of where they came from.
-
-    `source` null: the toy task's held-out split (its pool is small, so `n` above the pool
-    cycles through it; sampled answers then make each repeat an independent draw), also
-    written to `record_to` for the record. A file or dataset with fewer than `n` prompts
-    is an error naming `eval.num_prompts`.
-    """
+def eval_prompt_texts(source: str, column: str, split: str, n: int) -> list[str]:
+    """The first `n` held-out prompts of `source` (`eval.prompts`). A file or dataset with
+    fewer than `n` prompts is an error naming `eval.num_prompts`."""
     from rlaif_ray.config import ConfigError
-
-    if source is None:
-        from rlaif_ray.toy_task import toy_prompts, write_toy_prompts_jsonl
-
-        if record_to is not None:
-            write_toy_prompts_jsonl(record_to, n, seed=seed, split="heldout")
-        return toy_prompts(n, seed=seed, split="heldout"), f"toy task held-out split (seed {seed})"
     from rlaif_ray.data import load_prompts
 
     texts = load_prompts(source, column, split)
     if len(texts) < n:
         raise ConfigError(f"eval.num_prompts: {n} asked but {source} holds only {len(texts)} prompts")
-    return texts[:n], source
+    return texts[:n]
 
 
 def answer_seed(run_seed: int, side: int, position: int) -> int:

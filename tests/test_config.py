@@ -129,6 +129,44 @@ def test_missing_required_sections():
     assert str(err.value) == "x.yaml:\nmodel: Field required\ndata: Field required"
 
 
+def test_toy_paths_that_left_the_library_say_where_they_went():
+    # The toy task moved from rlaif_ray/toy_task.py to toy/task.py: an old reward function or
+    # eval judge path fails at load, in one line, with the path to write instead.
+    old = "rlaif_ray.toy_task:rule_score"
+    with pytest.raises(ConfigError) as err:
+        load_config(LOCAL, [f"reward.sources=[{{kind: function, function: {old}}}]"])
+    line = str(err.value).splitlines()[-1]
+    assert line == (f"reward.sources.0: function: {old} moved to toy.task:rule_score "
+                    "(the toy world left the library); write that instead")
+    with pytest.raises(ConfigError, match=r"eval.function_judge: .* moved to toy.task:rule_score"):
+        load_config(LOCAL, ["eval.prompts=p.jsonl", f"eval.function_judge={old}"])
+    new = load_config(LOCAL, ["reward.sources=[{kind: function, function: toy.task:rule_score}]"])
+    assert new.reward.sources[0].label == "rule_score"
+
+
+def test_eval_prompts_is_required_when_there_is_an_eval_section():
+    assert load_config(LOCAL).eval is None  # a training config needs no eval section
+    with pytest.raises(ConfigError, match=r"(?m)^eval.prompts: Field required$"):
+        load_config(LOCAL, ["eval.policy_a=runs/x/hf"])
+    # null no longer means the toy task's held-out split
+    with pytest.raises(ConfigError, match=r"(?m)^eval.prompts: required: a held-out prompts file .*prompts-heldout.jsonl"):
+        load_config(LOCAL, ["eval.policy_a=runs/x/hf", "eval.prompts=null"])
+    cfg = load_config(LOCAL, ["eval.policy_a=runs/x/hf", "eval.prompts=held.jsonl"])
+    assert cfg.eval.prompts == "held.jsonl" and cfg.eval.num_prompts == 64
+
+
+def test_config_yaml_of_older_runs_still_loads():
+    """Run dirs written before eval.prompts became required hold the whole eval section at its
+    defaults (policy_a and prompts null): it is dropped, so those runs still resume."""
+    import yaml
+
+    raw = yaml.safe_load(dump_config(load_config(LOCAL)))
+    raw["eval"] = {"policy_a": None, "policy_b": None, "prompts": None, "prompt_column": "prompt",
+                   "num_prompts": 64, "function_judge": None, "output_dir": "runs/eval"}
+    assert config_from_dict(raw).eval is None
+    assert config_from_dict(yaml.safe_load(dump_config(config_from_dict(raw)))).eval is None
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
@@ -223,12 +261,16 @@ def test_resources_as_bundle():
 
 
 def _schema_fields(model, prefix=""):
+    import typing
+
     from pydantic import BaseModel
 
     for name, field in model.model_fields.items():
         yield prefix + name
-        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-            yield from _schema_fields(field.annotation, prefix + name + ".")
+        # A section is typed `Section` or `Section | None` (e.g. eval, eval.harmless).
+        types = [t for t in typing.get_args(field.annotation) if t is not type(None)] or [field.annotation]
+        if len(types) == 1 and isinstance(types[0], type) and issubclass(types[0], BaseModel):
+            yield from _schema_fields(types[0], prefix + name + ".")
 
 
 def test_describe_schema_covers_every_field_with_a_description():
@@ -247,3 +289,4 @@ def test_describe_schema_covers_every_field_with_a_description():
     # Spot checks: nesting, required fields and defaults are shown.
     assert "rollout.sampling.samples_per_prompt = 4  # Responses generated per prompt (the group size)." in lines
     assert any(line.startswith("model.policy = required  # ") for line in lines)
+    assert any(line.startswith("eval.prompts = required  # Held-out prompts file") for line in lines)

@@ -72,7 +72,7 @@ def test_report_states_the_numbers_and_the_verdict():
     # 4 wins of 4: rate 1.0, Wilson 95% low = 4/(4 + 1.96²) ≈ 0.510 > 0.5.
     assert "**1.000**" in text and "[0.510, 1.000]" in text and "A is preferred over B" in text
     assert "`runs/x/hf`" in text and "(answers.jsonl)" in text and "3 distinct" in text
-    f = summarize_function("rlaif_ray.toy_task:rule_score", [0.5, 0.5], [0.0, -0.5])
+    f = summarize_function("toy.task:rule_score", [0.5, 0.5], [0.0, -0.5])
     h = {"classifier": "tox", "harmless_label": 1, **summarize_harmless([0.9, 0.1], [0.9, 0.9], 0.5)}
     curves = [{"metric": "reward/mean", "file": "curve-reward_mean.png", "runs": ["r"]},
               {"metric": "kl/mean", "note": "not logged by any of the runs"}]
@@ -113,12 +113,12 @@ def _run_with_config(path, sources, rows, max_new_tokens=24):
 
 def test_curves_say_in_words_what_they_plot(tmp_path):
     labeler = {"kind": "labeler_direct", "weight": 1.0}
-    truth = {"kind": "function", "function": "rlaif_ray.toy_task:rule_score", "name": "ground_truth", "weight": 0.0}
+    truth = {"kind": "function", "function": "toy.task:rule_score", "name": "ground_truth", "weight": 0.0}
     rows = [{"iteration": i, "reward/mean": 0.1 * i, "kl/mean": 0.02 * i, "reward/ground_truth/mean": 0.0}
             for i in (1, 2)]
     run = _run_with_config(tmp_path / "a" / "run", [labeler, truth], rows)
     facts = run_facts(run)
-    assert facts["sources"][1] == ("ground_truth", "the function rlaif_ray.toy_task:rule_score", 0.0)
+    assert facts["sources"][1] == ("ground_truth", "the function toy.task:rule_score", 0.0)
     d = describe_metric("reward/mean", facts)
     assert d["title"] == "Reward: labeler_direct (the AI labeler's direct score, −1…1)"
     assert describe_metric("kl/mean", facts)["ylabel"] == "KL, nats per sequence"
@@ -150,15 +150,12 @@ def test_plot_curves_writes_pngs_from_metrics(tmp_path):
     assert curve_file_name("reward/ground_truth/mean") == "curve-reward_ground_truth_mean.png"
 
 
-def test_eval_prompts_toy_default_and_short_file(tmp_path):
-    texts, source = eval_prompt_texts(None, "prompt", "test", 40, seed=0, record_to=tmp_path / "p.jsonl")
-    assert len(texts) == 40 and len(set(texts)) == 36  # the held-out pool has 36 prompts
-    assert "held-out" in source and len((tmp_path / "p.jsonl").read_text().splitlines()) == 40
+def test_eval_prompts_come_from_the_file_and_a_short_file_is_refused(tmp_path):
     short = tmp_path / "short.jsonl"
-    short.write_text('{"prompt": "a"}\n{"prompt": "b"}\n')
-    assert eval_prompt_texts(str(short), "prompt", "test", 2, 0)[0] == ["a", "b"]
-    with pytest.raises(ConfigError, match="eval.num_prompts: 3 asked but .* only 2"):
-        eval_prompt_texts(str(short), "prompt", "test", 3, 0)
+    short.write_text('{"prompt": "a"}\n{"prompt": "b"}\n{"prompt": "c"}\n')
+    assert eval_prompt_texts(str(short), "prompt", "test", 2) == ["a", "b"]
+    with pytest.raises(ConfigError, match="eval.num_prompts: 4 asked but .* only 3"):
+        eval_prompt_texts(str(short), "prompt", "test", 4)
 
 
 def test_answer_seeds_are_reproducible_and_per_side():
@@ -169,7 +166,7 @@ def test_answer_seeds_are_reproducible_and_per_side():
 def _raw(**sections):
     raw = {"model": {"policy": "p", "labeler": "l"}, "data": {"source": "s"},
            "reward": {"sources": [{"kind": "labeler_direct"},
-                                  {"kind": "function", "function": "rlaif_ray.toy_task:rule_score",
+                                  {"kind": "function", "function": "toy.task:rule_score",
                                    "name": "ground_truth", "weight": 0.5}]}}
     raw.update(sections)
     return raw
@@ -202,7 +199,7 @@ def test_example_configs_validate(repo_root):
     from rlaif_ray.driver.rejection import rejection_config
 
     ev = load_config(repo_root / "configs" / "eval-toy.yaml")
-    assert ev.eval.num_prompts >= 64 and ev.eval.function_judge == "rlaif_ray.toy_task:rule_score"
+    assert ev.eval.num_prompts >= 64 and ev.eval.function_judge == "toy.task:rule_score"
     rs = rejection_config(load_config(repo_root / "configs" / "rejection-sampling-toy.yaml"))
     assert rs.rollout.sampling.samples_per_prompt == 4 and rs.data.prompts_per_iteration == 16
 
@@ -213,6 +210,9 @@ def test_cli_eval_fails_fast_naming_the_field(repo_root, tmp_path, capsys):
     cfg = str(repo_root / "configs" / "eval-toy.yaml")
     assert main(["eval", "--config", cfg, "--set", "eval.policy_a=null"]) == 2
     assert "eval.policy_a: required" in capsys.readouterr().err
+    # A config without an eval section (a training config) names the field to add first.
+    assert main(["eval", "--config", str(repo_root / "configs" / "local.yaml")]) == 2
+    assert "eval.prompts: required (a held-out prompts file" in capsys.readouterr().err
     assert main(["eval", "--config", cfg, "--set", f"eval.policy_a={tmp_path}/nope"]) == 2
     assert "eval.policy_a: model path" in capsys.readouterr().err
     assert main(["rejection-sampling", "--config", str(repo_root / "configs" / "rejection-sampling-toy.yaml"),

@@ -15,8 +15,8 @@ from rlaif_ray.preference_data import (
     label_stats, load_pairs, pairs_from_hh_rlhf, position_consistency, read_records, split_hh_dialogue,
     tldr_prompt, write_tldr_prompts_jsonl,
 )
-from rlaif_ray.toy_pairs import make_toy_pairs, write_toy_pairs_jsonl
-from rlaif_ray.toy_task import rule_score
+from toy.pairs import make_toy_pairs, write_toy_pairs_jsonl
+from toy.task import rule_score
 
 
 def _jsonl(path, rows):

@@ -1,6 +1,6 @@
-"""The tiny offline models and the toy task they are built for (rlaif_ray.tiny_models,
-rlaif_ray.toy_task). Building is done once by the session fixture; tests here only load
-and inspect, except the cheap determinism checks (corpus, tokenizer)."""
+"""The tiny offline models and the toy task they are built for (toy.models, toy.task).
+Building is done once by the session fixture; tests here only load and inspect, except the
+cheap determinism checks (corpus, tokenizer) and the cache stamp's coverage."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from rlaif_ray import tiny_models as tm_lib  # `tiny_models` is the fixture's name
-from rlaif_ray import toy_task
-from rlaif_ray.toy_task import rule_label, rule_score
+from toy import task
+from toy.models import build as tm_lib  # `tiny_models` is the fixture's name
+from toy.models.evaluate import labeler_candidate_probs
+from toy.models.tokenizer import train_tokenizer
+from toy.task import rule_label, rule_score
 
 # ----------------------------------------------------------------------- the rule
 
@@ -52,50 +54,50 @@ def test_rule_is_about_word_choice_not_length():
 
 
 def test_label_map_endpoints_and_monotone():
-    assert toy_task.score_to_label(-1.0) == 1
-    assert toy_task.score_to_label(1.0) == 10
-    grid = [toy_task.score_to_label(-1 + 2 * i / 100) for i in range(101)]
+    assert task.score_to_label(-1.0) == 1
+    assert task.score_to_label(1.0) == 10
+    grid = [task.score_to_label(-1 + 2 * i / 100) for i in range(101)]
     assert grid == sorted(grid) and set(grid) == set(range(1, 11))
     # direct-RLAIF reward of a label is its score bucket: 1 → −1, 10 → 1
-    assert toy_task.label_to_reward(1) == -1.0 and toy_task.label_to_reward(10) == 1.0
+    assert task.label_to_reward(1) == -1.0 and task.label_to_reward(10) == 1.0
 
 
 # ------------------------------------------------------------------------- corpus
 
 
 def test_prompts_deterministic_and_splits_disjoint(tmp_path):
-    a = toy_task.toy_prompts(50, seed=3)
-    assert a == toy_task.toy_prompts(50, seed=3)
-    assert a != toy_task.toy_prompts(50, seed=4)
-    train = set(toy_task.toy_prompts(1000, 0, "train"))
-    held = set(toy_task.toy_prompts(1000, 0, "heldout"))
+    a = task.toy_prompts(50, seed=3)
+    assert a == task.toy_prompts(50, seed=3)
+    assert a != task.toy_prompts(50, seed=4)
+    train = set(task.toy_prompts(1000, 0, "train"))
+    held = set(task.toy_prompts(1000, 0, "heldout"))
     assert train and held and not train & held
     # the split is a property of the prompt, not of the sampling seed
-    assert set(toy_task.toy_prompts(1000, 7, "heldout")) == held
-    path = toy_task.write_toy_prompts_jsonl(tmp_path / "p.jsonl", 7, seed=1, split="heldout")
+    assert set(task.toy_prompts(1000, 7, "heldout")) == held
+    path = task.write_toy_prompts_jsonl(tmp_path / "p.jsonl", 7, seed=1, split="heldout")
     rows = [json.loads(line) for line in path.read_text().splitlines()]
-    assert [r["prompt"] for r in rows] == toy_task.toy_prompts(7, 1, "heldout")
+    assert [r["prompt"] for r in rows] == task.toy_prompts(7, 1, "heldout")
     with pytest.raises(ValueError, match="split"):
-        toy_task.toy_prompts(3, 0, "test")
+        task.toy_prompts(3, 0, "test")
 
 
 def test_sft_corpus_starts_low_with_spread():
-    pairs = toy_task.sft_pairs(3000, seed=0)
-    assert pairs == toy_task.sft_pairs(3000, seed=0)
+    pairs = task.sft_pairs(3000, seed=0)
+    assert pairs == task.sft_pairs(3000, seed=0)
     scores = [rule_score(r) for _, r in pairs]
     mean = sum(scores) / len(scores)
     std = (sum((s - mean) ** 2 for s in scores) / len(scores)) ** 0.5
     assert -0.6 <= mean <= -0.3, mean  # 2·SFT_BRIGHT_P − 1 = −0.4 in expectation
     assert std > 0.4, std  # room for RL: plenty of bright and dull samples
     # every response is about the prompt's noun
-    assert all(toy_task.prompt_noun(p) in r for p, r in pairs[:200])
+    assert all(task.prompt_noun(p) in r for p, r in pairs[:200])
 
 
 def test_tokenizer_is_deterministic_and_matches_the_built_one(tiny_models):
     from transformers import AutoTokenizer
 
-    tok_a = tm_lib.train_tokenizer(0)
-    tok_b = tm_lib.train_tokenizer(0)
+    tok_a = train_tokenizer(0)
+    tok_b = train_tokenizer(0)
     assert tok_a.get_vocab() == tok_b.get_vocab()
     saved = AutoTokenizer.from_pretrained(tiny_models["policy"])
     assert saved.get_vocab() == tok_a.get_vocab()
@@ -144,6 +146,21 @@ def test_build_report_says_the_labeler_agrees_with_the_rule(tiny_models):
     assert report["inputs_hash"] == tm_lib.inputs_hash(0)
 
 
+def test_cache_stamp_covers_every_toy_module_the_build_imports():
+    """Every toy module a build loads is hashed into .complete (toy/__init__.py, a docstring,
+    aside): a module added to the builder cannot change the weights behind the stamp's back."""
+    import subprocess
+    import sys
+
+    code = ("import sys, toy.models.build\n"
+            "print('\\n'.join(m.__file__ for n, m in sys.modules.items() if n.startswith('toy.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = {Path(f) for f in out.split()}
+    hashed = set(tm_lib.builder_sources())
+    assert Path(task.__file__) in loaded and len(loaded) >= 6
+    assert loaded <= hashed, sorted(map(str, loaded - hashed))
+
+
 def test_labeler_prefers_bright_responses(tiny_models):
     """Direct and pairwise on hand-picked extremes, through plain HF."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -160,12 +177,12 @@ def test_labeler_prefers_bright_responses(tiny_models):
     model = AutoModelForCausalLM.from_pretrained(tiny_models["labeler"])
     ctx = "Describe the harbor."
     bright, dull = "The harbor is sunny and golden.", "The harbor is murky and cold."
-    probs = tm_lib.labeler_candidate_probs(
+    probs = labeler_candidate_probs(
         model, tok, [build_direct_prompt(ctx, bright), build_direct_prompt(ctx, dull)],
         direct_candidate_strings())
     s_bright, s_dull = expected_score(probs).tolist()
     assert s_bright > 7.5 and s_dull < 3.5, (s_bright, s_dull)
-    p1 = tm_lib.labeler_candidate_probs(
+    p1 = labeler_candidate_probs(
         model, tok, [build_pairwise_prompt(ctx, bright, dull), build_pairwise_prompt(ctx, dull, bright)],
         pairwise_candidate_strings())[:, 0]
     assert p1[0] > 0.5 > p1[1], p1
@@ -217,3 +234,28 @@ def test_cli_reports_the_cached_build(tiny_models, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["policy"] == str(tiny_models["policy"])
     assert out["labeler_pearson_heldout"] >= 0.8
+
+
+# ---------------------------------------------------------------- not the product
+
+
+def test_the_library_never_imports_the_toy_world():
+    """rlaif_ray, actors and jobs import nothing from toy/ at module level; only the CLI's toy
+    verbs (make-tiny-models, make-toy-pairs) load it, inside the function that runs the verb."""
+    import ast
+
+    repo = Path(__file__).resolve().parents[1]
+    found = []
+    for package in ("rlaif_ray", "actors", "jobs"):
+        for path in sorted((repo / package).rglob("*.py")):
+            tree = ast.parse(path.read_text(), filename=str(path))
+            for node in ast.walk(tree):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                if any(n == "toy" or n.startswith("toy.") for n in names):
+                    found.append(f"{path.relative_to(repo)}:{node.lineno}")
+    cli_verbs = {"rlaif_ray/cli.py"}
+    assert {f.split(":")[0] for f in found} <= cli_verbs, found
+    cli = ast.parse((repo / "rlaif_ray/cli.py").read_text())
+    top_level = [n for n in cli.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert not [n for n in top_level if (getattr(n, "module", None) or "").startswith("toy")]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from rlaif_ray.config import ConfigError, RewardSource, RunConfig
+from rlaif_ray.config import ConfigError, EvalSection, RewardSource, RunConfig
 from rlaif_ray.driver.logs import RunLogs
 from rlaif_ray.driver.calls import CallPolicy
 from rlaif_ray.driver.pools import ActorPool, describe_roles, wait_all_ready
@@ -31,9 +31,17 @@ from rlaif_ray.prompts import display_text
 OUTPUTS = ("eval.json", "report.md", "answers.jsonl")
 
 
+def eval_section(cfg: RunConfig) -> EvalSection:
+    """The config's eval section; a config without one cannot be evaluated."""
+    if cfg.eval is None:
+        raise ConfigError("eval.prompts: required (a held-out prompts file or dataset; for the toy task "
+                          ".cache/tiny-models/prompts-heldout.jsonl), and eval.policy_a; this config has no eval section")
+    return cfg.eval
+
+
 def check_eval(cfg: RunConfig, output_dir: Path, overwrite: bool) -> tuple[str, str]:
     """Everything checkable without Ray; returns the (A, B) model refs."""
-    e = cfg.eval
+    e = eval_section(cfg)
     if not e.policy_a:
         raise ConfigError("eval.policy_a: required (an HF folder, e.g. RUN_DIR/checkpoints/iter-000012/hf); "
                           "give it with --set eval.policy_a=PATH")
@@ -79,7 +87,7 @@ def evaluate(cfg: RunConfig, overwrite: bool = False, progress: bool = True, ver
     """Run the whole evaluation; writes the outputs into eval.output_dir and returns the summary.
     Engine and driver output goes to eval.output_dir/logs/; `verbose` streams it instead."""
     start = time.perf_counter()
-    e = cfg.eval
+    e = eval_section(cfg)
     out = Path(e.output_dir)
     policy_a, policy_b = check_eval(cfg, out, overwrite)
     from actors.classifier import ClassifierActor
@@ -88,8 +96,7 @@ def evaluate(cfg: RunConfig, overwrite: bool = False, progress: bool = True, ver
 
     logs = RunLogs.under(out, verbose)
     with logs.quiet_loading():
-        records, source = eval_prompt_texts(e.prompts, e.prompt_column, e.prompts_split, e.num_prompts, cfg.run.seed,
-                                            record_to=out / "prompts.jsonl" if e.prompts is None else None)
+        records = eval_prompt_texts(e.prompts, e.prompt_column, e.prompts_split, e.num_prompts)
     out.mkdir(parents=True, exist_ok=True)  # after the prompts: bad prompts leave no output dir behind
     items = list(enumerate(records))  # the engines format each record like in training
     texts = [display_text(r) for r in records]  # what the judge and the report read
@@ -159,7 +166,7 @@ def evaluate(cfg: RunConfig, overwrite: bool = False, progress: bool = True, ver
         "policy_a": shown_path(policy_a), "policy_b": shown_path(policy_b),
         "policy_b_from": "eval.policy_b" if e.policy_b else "model.policy",
         "labeler": shown_path(cfg.model.labeler), "seed": cfg.run.seed,
-        "prompts": {"source": shown_path(source), "n": len(texts), "distinct": len(set(texts)), "truncated": truncated},
+        "prompts": {"source": shown_path(e.prompts), "n": len(texts), "distinct": len(set(texts)), "truncated": truncated},
         "sampling": e.sampling.model_dump(),
         "win_rate": summarize_preferences(prefs["p_a"], prefs["p_ab"], prefs["p_ba"],
                                           [x == y for x, y in zip(resp["a"], resp["b"])], e.confidence),

@@ -24,7 +24,7 @@ import psutil
 import pytest
 
 from rlaif_ray.driver.runtime import SHORT_TMP, TEMP_PREFIX
-from rlaif_ray.toy_task import write_toy_prompts_jsonl
+from toy.task import write_toy_prompts_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = Path(sys.executable).parent / "rlaif-ray"

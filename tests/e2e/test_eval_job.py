@@ -10,6 +10,7 @@ import pytest
 
 from rlaif_ray.config import ConfigError
 from rlaif_ray.driver.evaluate import evaluate
+from toy.task import write_toy_prompts_jsonl
 
 
 def _fake_run_dir(path):
@@ -39,9 +40,11 @@ def test_policy_against_itself_is_a_coin_flip(ray_local, make_config, tiny_model
     out = tmp_path / "eval"
     run = _fake_run_dir(tmp_path / "run")
     classifier = _tiny_classifier(tiny_models["policy"], tmp_path / "classifier")
+    held_out = write_toy_prompts_jsonl(tmp_path / "prompts-heldout.jsonl", 16, seed=0, split="heldout")
     cfg = make_config(
-        f"eval.policy_a={tiny_models['policy']}", "eval.num_prompts=16", "eval.sampling.max_new_tokens=24",
-        "eval.function_judge=rlaif_ray.toy_task:rule_score", f"eval.run_dirs=[{run}]", f"eval.output_dir={out}",
+        f"eval.policy_a={tiny_models['policy']}", f"eval.prompts={held_out}", "eval.num_prompts=16",
+        "eval.sampling.max_new_tokens=24",
+        "eval.function_judge=toy.task:rule_score", f"eval.run_dirs=[{run}]", f"eval.output_dir={out}",
         f"eval.harmless={{classifier: {classifier}, harmless_label: 1, threshold: 0.5}}")
     s = evaluate(cfg, progress=False)
     w = s["win_rate"]

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from rlaif_ray.driver.label import SHARD_COLUMNS, label_run
-from rlaif_ray.toy_pairs import make_toy_pairs, write_toy_pairs_jsonl
+from toy.pairs import make_toy_pairs, write_toy_pairs_jsonl
 
 
 @pytest.mark.slow

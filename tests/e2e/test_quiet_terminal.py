@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rlaif_ray.toy_pairs import write_toy_pairs_jsonl
+from toy.pairs import write_toy_pairs_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = Path(sys.executable).parent / "rlaif-ray"  # the console script, as a person runs it

@@ -1,6 +1,6 @@
 """Toy preference pairs in the schema `rlaif-ray label` writes (for the RM, DPO and reward-source tests).
 
-Pairs come from `rlaif_ray.toy_pairs.make_toy_pairs`; the AI label is stood in for by the
+Pairs come from `toy.pairs.make_toy_pairs`; the AI label is stood in for by the
 toy rule itself, softened: p_a = 0.5 + (s_A − s_B)/4 ∈ [0, 1] (never 0.5: pairs have a strict
 winner). Responses get the leading space the tiny policy generates after a prompt.
 """
@@ -13,7 +13,7 @@ import numpy as np
 
 
 def labeled_toy_rows(n: int, seed: int = 0) -> list[dict]:
-    from rlaif_ray.toy_pairs import make_toy_pairs
+    from toy.pairs import make_toy_pairs
 
     rows = []
     for p in make_toy_pairs(n, seed):

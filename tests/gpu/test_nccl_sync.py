@@ -29,11 +29,11 @@ def run(tiny_models, tmp_path_factory):
     from rlaif_ray.driver.pools import ActorPool, get_with_timeout
     from rlaif_ray.driver.roles import Roles
     from rlaif_ray.driver.runtime import actor_env, ray_session
-    from rlaif_ray.driver.sync import make_weight_sync
+    from rlaif_ray.weight_sync.driver import make_weight_sync
     from rlaif_ray.driver.train import RunState
     from rlaif_ray.modeling import load_tokenizer
-    from rlaif_ray.probe import probe_prompt
-    from rlaif_ray.toy_task import write_toy_prompts_jsonl
+    from rlaif_ray.weight_sync.probe import probe_prompt
+    from toy.task import write_toy_prompts_jsonl
 
     if torch.cuda.device_count() < 2:
         pytest.skip("needs 2 GPUs: one for the learner, one for the rollout engine")
@@ -74,7 +74,7 @@ def _perturb(learner, seed: int) -> None:
 def test_nccl_sync_matches_learner(run):
     import ray
 
-    from rlaif_ray.driver.sync import NcclSync
+    from rlaif_ray.weight_sync.driver import NcclSync
     from rlaif_ray.driver.train import probe
 
     assert isinstance(run.sync, NcclSync)
