@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 from rlaif_ray.config import RunConfig, dump_config
-from rlaif_ray.errors import ActorCodeError, ActorFailed, RunStopped  # noqa: F401 (re-exported)
 
 
 class RunDirError(ValueError):

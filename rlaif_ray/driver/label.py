@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from actors.labeler import LabelerActor
 from rlaif_ray.config import ConfigError, RunConfig, config_from_dict, read_raw_config
 from rlaif_ray.driver.logs import RunLogs
 from rlaif_ray.driver.calls import CallPolicy
@@ -183,7 +184,7 @@ def label_run(cfg: RunConfig, progress: bool = True, verbose: bool = False) -> d
         with ray_session(cfg.ray, logs):
             n_actors, started = min(cfg.labeler.num_actors, len(todo)), time.perf_counter()
             logs.say(f"starting {describe_roles([('labeler', n_actors)])}")
-            pool = ActorPool("labeler", _labeler_cls(), cfg.labeler.resources, n_actors,
+            pool = ActorPool("labeler", LabelerActor, cfg.labeler.resources, n_actors,
                              lambda r: (cfg, r), actor_env(cfg.ray), cfg.run.startup_timeout_s, logs,
                              CallPolicy.of(cfg.run))
             try:
@@ -209,10 +210,6 @@ def label_run(cfg: RunConfig, progress: bool = True, verbose: bool = False) -> d
     return summary
 
 
-def _labeler_cls():
-    from actors.labeler import LabelerActor
-
-    return LabelerActor
 
 
 def _label_shards(pool: ActorPool, cfg: RunConfig, pairs: list[dict], bounds: list[tuple[int, int]],

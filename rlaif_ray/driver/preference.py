@@ -20,6 +20,7 @@ from pathlib import Path
 import ray
 from tqdm import tqdm
 
+from actors.preference_learner import PreferenceLearnerWorker
 from rlaif_ray.config import ConfigError, RunConfig, config_from_dict, read_raw_config
 from rlaif_ray.driver.logs import RunLogs
 from rlaif_ray.driver.calls import CallPolicy
@@ -74,8 +75,6 @@ def train_preference_model(cfg: RunConfig, mode: str, overwrite: bool = False, p
                            verbose: bool = False) -> dict:
     """Run `rlaif-ray train-rm` (mode "rm") or `rlaif-ray dpo` (mode "dpo"); returns the summary.
     Worker and driver output goes to OUTPUT_DIR/logs/; `verbose` streams it instead."""
-    from actors.preference_learner import PreferenceLearnerWorker
-
     key, verb = MODES[mode]
     sec = getattr(cfg, key)
     data, data_stats = load_training_pairs(cfg, mode)

@@ -28,7 +28,7 @@ from rlaif_ray.driver.pipeline import Batch, Pipeline, staleness
 from rlaif_ray.driver.roles import Roles
 from rlaif_ray.weight_sync.driver import WeightSync
 from rlaif_ray.weight_sync.probe import PROBE_NEW_TOKENS, judge_probe, should_probe
-from rlaif_ray.run_dir import RunStopped
+from rlaif_ray.errors import RunStopped
 
 
 log = logging.getLogger("rlaif_ray")

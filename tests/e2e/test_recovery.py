@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from rlaif_ray.driver.run import train_run
-from rlaif_ray.run_dir import RunStopped, read_metrics
+from rlaif_ray.errors import RunStopped
+from rlaif_ray.run_dir import read_metrics
 
 
 @pytest.mark.slow

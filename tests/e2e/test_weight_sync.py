@@ -18,7 +18,7 @@ from rlaif_ray.driver.train import RunState, probe, run_iteration
 from rlaif_ray.modeling import load_tokenizer
 from rlaif_ray.prompts import PromptFormatter
 from rlaif_ray.weight_sync.probe import probe_prompt
-from rlaif_ray.run_dir import RunStopped
+from rlaif_ray.errors import RunStopped
 
 
 @pytest.fixture(scope="module")

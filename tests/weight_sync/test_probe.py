@@ -13,7 +13,7 @@ import pytest
 
 from rlaif_ray.config import PROBE_BOUNDS, SyncSection
 from rlaif_ray.weight_sync.probe import judge_probe, should_probe
-from rlaif_ray.run_dir import RunStopped
+from rlaif_ray.errors import RunStopped
 
 
 def test_within_bound_is_ok():
