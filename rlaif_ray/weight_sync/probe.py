@@ -9,7 +9,7 @@ What it reads (bench/probe_bounds.py, docs/weight-sync.md): with the learner's e
 only the two implementations' rounding, ~2e-6 (tiny models) to 1.6e-5 (SmolLM2-135M) in fp32
 and 0.04..0.46 in bf16; after a broken sync, in proportion to how far the weights moved
 since the engine's copy was right. `judge_probe` compares it with `sync.probe_bound` (per-dtype defaults in
-rlaif_ray/config.py) and says what `sync.probe_action` asks for.
+rlaif_ray/config/training.py) and says what `sync.probe_action` asks for.
 """
 
 from __future__ import annotations
