@@ -6,6 +6,10 @@ from __future__ import annotations
 # Longest piece of a cause's text carried into a one-line message.
 MAX_CAUSE_CHARS = 300
 
+# Exit codes of the `rlaif-ray` command besides 0 (done) and 1 (the run failed or stopped).
+EXIT_USAGE = 2          # a config, input or run dir the user can fix
+EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by SIGINT
+
 
 def last_line(err: BaseException) -> str:
     """`Type: last non-empty line` of an error (a Ray error's text is a whole traceback; the
