@@ -39,18 +39,13 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from rlaif_ray.run_dir import RunDirError
+from rlaif_ray.errors import CheckpointError
 
 STATE_FILE = "state.json"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = 1
 STATE_KEYS = ("iteration", "policy_version", "data", "kl_controller")
 _CHUNK = 8 * 2**20
-
-
-class CheckpointError(RunDirError):
-    """No checkpoint can be used (or one could not be written intact); the CLI prints it
-    in one line and exits 2."""
 
 
 def checkpoint_root(run_dir: Path) -> Path:

@@ -310,9 +310,7 @@ COMMANDS["samples"] = cmd_samples
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    from rlaif_ray.data import DataError
-    from rlaif_ray.errors import ActorCodeError, ActorFailed, RunStopped, last_line
-    from rlaif_ray.run_dir import RunDirError
+    from rlaif_ray.errors import ActorCodeError, ActorFailed, DataError, RunDirError, RunStopped, last_line
 
     try:
         return COMMANDS[args.command](args)

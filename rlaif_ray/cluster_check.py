@@ -28,16 +28,9 @@ from pathlib import Path
 import yaml
 
 from rlaif_ray.config import Resources, RunConfig, load_config
+from rlaif_ray.errors import ClusterConfigError
 
 KUBERAY_KINDS = ("RayCluster", "RayJob")
-
-
-class ClusterConfigError(ValueError):
-    """A cluster file that `ray up` / KubeRay would refuse, or that cannot host the run."""
-
-    def __init__(self, path: str | Path, errors: list[str]):
-        self.errors = errors
-        super().__init__(f"{path}:\n" + "\n".join(f"  {e}" for e in errors))
 
 
 @dataclass

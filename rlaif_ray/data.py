@@ -16,12 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from rlaif_ray.errors import DataError
 from rlaif_ray.prompts import (PromptFormatError, PromptFormatter, PromptRecord, display_text, formatter_for,
                                validate_record)
-
-
-class DataError(ValueError):
-    """A dataset that cannot be used; the message names the source and the field."""
 
 
 def load_prompts(source: str, column: str, split: str = "train") -> list[PromptRecord]:

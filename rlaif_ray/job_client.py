@@ -32,15 +32,12 @@ from pathlib import Path
 
 from rlaif_ray.config import ConfigError, load_config
 from rlaif_ray.job_package import IGNORE_GITIGNORE_ENV, package_for
+from rlaif_ray.errors import JobClientError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # How often a job's status is polled while waiting for it to settle; the job API is cheap.
 POLL_S = 0.5
-
-
-class JobClientError(RuntimeError):
-    """A job-API problem the user can fix; the message is one line."""
 
 
 def normalize_address(address: str | None) -> str:

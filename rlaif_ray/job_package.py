@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from rlaif_ray.config import ConfigError
+from rlaif_ray.errors import PackageError
 
 # Never uploaded unless the config names them: environments, caches, outputs, history, weights.
 DEFAULT_EXCLUDES = [".venv", ".cache", "runs", ".git", "**/__pycache__", "*.egg-info", ".pytest_cache",
@@ -42,10 +42,6 @@ PATH_SUFFIXES = {".jsonl", ".json", ".parquet", ".arrow", ".csv", ".txt", ".yaml
 LOCAL_ONLY_KEYS = {"ray.temp_dir"}
 
 IGNORE_GITIGNORE_ENV = "RAY_RUNTIME_ENV_IGNORE_GITIGNORE"
-
-
-class PackageError(ConfigError):
-    """The job's working_dir cannot carry what the config needs; one line."""
 
 
 @dataclass

@@ -26,15 +26,12 @@ from dataclasses import dataclass
 from typing import Union
 
 from rlaif_ray.config import ConfigError
+from rlaif_ray.errors import PromptFormatError
 
 Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
 PromptRecord = Union[str, list]  # plain text, or a list of Message
 
 ROLES = ("system", "user", "assistant")
-
-
-class PromptFormatError(ValueError):
-    """A prompt record that cannot be formatted; the message names the record."""
 
 
 def validate_record(record, where: str) -> PromptRecord:

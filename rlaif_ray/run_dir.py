@@ -8,10 +8,7 @@ import shutil
 from pathlib import Path
 
 from rlaif_ray.config import RunConfig, dump_config
-
-
-class RunDirError(ValueError):
-    """A run dir that cannot be used as asked (refused before anything is written)."""
+from rlaif_ray.errors import RunDirError
 
 
 def prepare_run_dir(run_dir: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> None:

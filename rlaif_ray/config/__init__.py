@@ -16,13 +16,13 @@ sections only one verb reads: eval, rejection sampling, train-rm, dpo, label), `
 from rlaif_ray.config.loading import (apply_overrides, config_from_dict, describe_schema, dump_config, load_config,
                                       read_raw_config, section_model)
 from rlaif_ray.config.run import RunConfig
-from rlaif_ray.config.sections import (ConfigError, DataSection, ModelSection, RayInit, Resources, RunSection,
-                                       Sampling)
+from rlaif_ray.config.sections import DataSection, ModelSection, RayInit, Resources, RunSection, Sampling
 from rlaif_ray.config.training import (MOVED_MODULES, PROBE_BOUNDS, ChaosSection, Fault, KLSection, LabelerSection,
                                        LearnerSection, PipelineSection, PPOSection, ReferenceSection, RewardSection,
                                        RewardSource, RolloutSection, SyncSection, moved_function_error)
 from rlaif_ray.config.verbs import (DPOSection, EvalSampling, EvalSection, HarmlessJudge, LabelSection,
                                     RejectionSamplingSection, RewardModelTrainSection)
+from rlaif_ray.errors import ConfigError
 
 __all__ = [
     "MOVED_MODULES", "PROBE_BOUNDS", "ChaosSection", "ConfigError", "DPOSection", "DataSection", "EvalSampling",

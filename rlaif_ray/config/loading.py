@@ -9,7 +9,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from rlaif_ray.config.run import RunConfig
-from rlaif_ray.config.sections import ConfigError
+from rlaif_ray.errors import ConfigError
 
 def _format_validation_error(err: ValidationError) -> str:
     lines = []

@@ -1,14 +1,11 @@
 """The sections every verb shares: the run itself, Ray, the models, the prompt data, and
-what one actor reserves; plus `ConfigError` and the strict base every section derives from."""
+what one actor reserves; plus the strict base every section derives from."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-
-class ConfigError(ValueError):
-    """A run config that cannot be used; the message names every bad field path."""
 
 
 class _Strict(BaseModel):

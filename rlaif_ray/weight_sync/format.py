@@ -26,13 +26,11 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from rlaif_ray.errors import PlanError
+
 # dtypes a policy's weights may have.
 DTYPES = {str(d): d for d in (torch.float32, torch.float16, torch.bfloat16, torch.float64,
                                torch.int64, torch.int32, torch.uint8, torch.bool)}
-
-
-class PlanError(ValueError):
-    """Metadata or tensors that do not fit the bucket plan; the message names the tensor."""
 
 
 # ----------------------------------------------------------------------------- metadata
