@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from rlaif_ray.config import ConfigError, EvalSection, RewardSource, RunConfig
+from actors.classifier import ClassifierActor
+from actors.generator import GeneratorActor
+from actors.labeler import LabelerActor
+from rlaif_ray.config import ConfigError, EvalSection, HarmlessJudge, RewardSource, RunConfig
+from rlaif_ray.curves import describe_runs, plot_curves
 from rlaif_ray.driver.logs import RunLogs
 from rlaif_ray.driver.calls import CallPolicy
 from rlaif_ray.driver.pools import ActorPool, describe_roles, wait_all_ready
@@ -27,6 +32,7 @@ from rlaif_ray.evaluation import (eval_prompt_texts, render_report, shown_path, 
                                   summarize_harmless, summarize_preferences)
 from rlaif_ray.preflight import check_labeler_prompts, check_model_ref, check_prompt_format
 from rlaif_ray.prompts import display_text
+from rlaif_ray.rewards import function_rewards
 
 OUTPUTS = ("eval.json", "report.md", "answers.jsonl")
 
@@ -90,77 +96,124 @@ def evaluate(cfg: RunConfig, overwrite: bool = False, progress: bool = True, ver
     e = eval_section(cfg)
     out = Path(e.output_dir)
     policy_a, policy_b = check_eval(cfg, out, overwrite)
-    from actors.classifier import ClassifierActor
-    from actors.generator import GeneratorActor
-    from actors.labeler import LabelerActor
-
     logs = RunLogs.under(out, verbose)
     with logs.quiet_loading():
         records = eval_prompt_texts(e.prompts, e.prompt_column, e.prompts_split, e.num_prompts)
     out.mkdir(parents=True, exist_ok=True)  # after the prompts: bad prompts leave no output dir behind
-    items = list(enumerate(records))  # the engines format each record like in training
     texts = [display_text(r) for r in records]  # what the judge and the report read
     bar = tqdm(total=4 + bool(e.harmless), desc="eval", disable=not progress, unit="stage", dynamic_ncols=True,
                file=logs.terminal)
-    timeout, policy = cfg.run.startup_timeout_s, CallPolicy.of(cfg.run)
-    env = actor_env(cfg.ray)
+    harmless = None
     with ray_session(cfg.ray, logs):
-        pools: list[ActorPool] = []
+        pools = EvalPools()
         try:
             bar.set_postfix_str("starting engines")
-            started = time.perf_counter()
-            counts = [("policy_a", e.actors_per_policy), ("policy_b", e.actors_per_policy),
-                      ("labeler", cfg.labeler.num_actors)] + ([("classifier", 1)] if e.harmless else [])
-            logs.say(f"starting {describe_roles(counts)}")
-            for side, path in (("a", policy_a), ("b", policy_b)):
-                pools.append(ActorPool(f"policy_{side}", GeneratorActor, cfg.rollout.resources, e.actors_per_policy,
-                                       lambda r, p=path, s=side: (cfg, p, f"policy_{s}-{r}"), env, timeout, logs, policy))
-            jcfg = _judge_config(cfg)
-            labeler = ActorPool("labeler", LabelerActor, cfg.labeler.resources, cfg.labeler.num_actors,
-                                lambda r: (jcfg, r), env, timeout, logs, policy)
-            pools.append(labeler)
-            classifier = None
-            if e.harmless:
-                classifier = ActorPool("classifier", ClassifierActor, e.harmless.resources, 1,
-                                       lambda r: (e.harmless, cfg.model), env, timeout, logs, policy)
-                pools.append(classifier)
-            wait_all_ready(pools, timeout, logs, started)
+            pools = start_pools(cfg, policy_a, policy_b, logs)
             bar.update(1)
-
             bar.set_postfix_str("answering")
-            answers = {}
-            sent = {side: [pool.submit(i, "answer", chunk, k, prompts=len(chunk))
-                           for i, chunk in enumerate(_split(items, len(pool.actors)))]
-                    for k, (side, pool) in enumerate(zip("ab", pools[:2]))}
-            truncated = 0
-            for side, pool in zip("ab", pools[:2]):
-                got = [c.value for c in pool.wait(sent[side])]
-                answers[side] = sorted((x for g in got for x in g["answers"]), key=lambda x: x["position"])
-                truncated = max(truncated, sum(g["truncated"] for g in got))
+            answers, truncated = answer(pools, list(enumerate(records)))  # engines format each record as in training
             resp = {s: [x["response"] for x in answers[s]] for s in "ab"}
             bar.update(1)
-
             bar.set_postfix_str("judging")
-            groups = _split(list(range(len(texts))), len(labeler.actors))
-            parts = [c.value for c in labeler.map("pairwise_preferences", [
-                ([texts[i] for i in g], [resp["a"][i] for i in g], [resp["b"][i] for i in g]) for g in groups],
-                prompts=[len(g) for g in groups])]
-            prefs = {k: [v for p in parts for v in p[k]] for k in parts[0]}
+            prefs = judge(pools.labeler, texts, resp)
             bar.update(1)
-
-            harmless_probs = None
-            if classifier:
+            if pools.classifier:
                 bar.set_postfix_str("harmless classifier")
-                harmless_probs = {}
-                for s in "ab":
-                    inputs = [(f"{t}{r}" if e.harmless.include_prompt else r) or " " for t, r in zip(texts, resp[s])]
-                    harmless_probs[s] = classifier.call(0, "probabilities", inputs, prompts=len(inputs))
+                harmless = harmless_probabilities(pools.classifier, e.harmless, texts, resp)
                 bar.update(1)
         finally:
-            for pool in pools:
-                pool.shutdown()
-
+            pools.shutdown()
     bar.set_postfix_str("report")
+    summary, scores = summarize(cfg, policy_a, policy_b, texts, answers, truncated, prefs, harmless, out)
+    summary["seconds"] = time.perf_counter() - start
+    _write_outputs(out, summary, texts, resp, prefs, scores, harmless)
+    bar.update(1)
+    bar.close()
+    return summary
+
+
+@dataclass
+class EvalPools:
+    """The actors of an evaluation: each policy's engines, the judge, the optional classifier."""
+
+    a: ActorPool | None = None
+    b: ActorPool | None = None
+    labeler: ActorPool | None = None
+    classifier: ActorPool | None = None
+
+    def all(self) -> list[ActorPool]:
+        return [p for p in (self.a, self.b, self.labeler, self.classifier) if p is not None]
+
+    def shutdown(self) -> None:
+        for pool in self.all():
+            pool.shutdown()
+
+
+def start_pools(cfg: RunConfig, policy_a: str, policy_b: str, logs: RunLogs) -> EvalPools:
+    """Create every pool at once (engines build concurrently), then wait until all answer."""
+    e, started = cfg.eval, time.perf_counter()
+    timeout, policy, env = cfg.run.startup_timeout_s, CallPolicy.of(cfg.run), actor_env(cfg.ray)
+    counts = [("policy_a", e.actors_per_policy), ("policy_b", e.actors_per_policy),
+              ("labeler", cfg.labeler.num_actors)] + ([("classifier", 1)] if e.harmless else [])
+    logs.say(f"starting {describe_roles(counts)}")
+
+    def generators(side: str, path: str) -> ActorPool:
+        return ActorPool(f"policy_{side}", GeneratorActor, cfg.rollout.resources, e.actors_per_policy,
+                         lambda r: (cfg, path, f"policy_{side}-{r}"), env, timeout, logs, policy)
+    pools = EvalPools(generators("a", policy_a), generators("b", policy_b))
+    jcfg = _judge_config(cfg)
+    pools.labeler = ActorPool("labeler", LabelerActor, cfg.labeler.resources, cfg.labeler.num_actors,
+                              lambda r: (jcfg, r), env, timeout, logs, policy)
+    if e.harmless:
+        pools.classifier = ActorPool("classifier", ClassifierActor, e.harmless.resources, 1,
+                                     lambda r: (e.harmless, cfg.model), env, timeout, logs, policy)
+    try:
+        wait_all_ready(pools.all(), timeout, logs, started)
+    except BaseException:
+        pools.shutdown()
+        raise
+    return pools
+
+
+def answer(pools: EvalPools, items: list[tuple[int, object]]) -> tuple[dict[str, list[dict]], int]:
+    """Both policies answer every (position, record), their engines all at once; each side's
+    answers in prompt order, and the most prompts either side had to truncate."""
+    sides = {"a": pools.a, "b": pools.b}
+    sent = {side: [pool.submit(i, "answer", chunk, k, prompts=len(chunk))
+                   for i, chunk in enumerate(_split(items, len(pool.actors)))]
+            for k, (side, pool) in enumerate(sides.items())}
+    answers, truncated = {}, 0
+    for side, pool in sides.items():
+        got = [c.value for c in pool.wait(sent[side])]
+        answers[side] = sorted((x for g in got for x in g["answers"]), key=lambda x: x["position"])
+        truncated = max(truncated, sum(g["truncated"] for g in got))
+    return answers, truncated
+
+
+def judge(labeler: ActorPool, texts: list[str], resp: dict[str, list[str]]) -> dict[str, list]:
+    """The labeler's position-debiased P(A ≻ B) of every pair (both orders), in prompt order."""
+    groups = _split(list(range(len(texts))), len(labeler.actors))
+    parts = [c.value for c in labeler.map("pairwise_preferences", [
+        ([texts[i] for i in g], [resp["a"][i] for i in g], [resp["b"][i] for i in g]) for g in groups],
+        prompts=[len(g) for g in groups])]
+    return {k: [v for p in parts for v in p[k]] for k in parts[0]}
+
+
+def harmless_probabilities(classifier: ActorPool, h: HarmlessJudge, texts: list[str],
+                           resp: dict[str, list[str]]) -> dict[str, list[float]]:
+    """The classifier's P(harmless) of each side's answers (with their prompts if asked)."""
+    out = {}
+    for s in "ab":
+        inputs = [(f"{t}{r}" if h.include_prompt else r) or " " for t, r in zip(texts, resp[s])]
+        out[s] = classifier.call(0, "probabilities", inputs, prompts=len(inputs))
+    return out
+
+
+def summarize(cfg: RunConfig, policy_a: str, policy_b: str, texts: list[str], answers: dict, truncated: int,
+              prefs: dict, harmless: dict | None, out: Path) -> tuple[dict, dict]:
+    """eval.json's content, and the function judge's scores per side ({} without one)."""
+    e = cfg.eval
+    resp = {s: [x["response"] for x in answers[s]] for s in "ab"}
     summary = {
         # Paths resolved alike for A, B and the labeler, however each was given.
         "policy_a": shown_path(policy_a), "policy_b": shown_path(policy_b),
@@ -181,24 +234,16 @@ def evaluate(cfg: RunConfig, overwrite: bool = False, progress: bool = True, ver
     }
     scores = {}
     if e.function_judge:
-        judge = RewardSource(kind="function", function=e.function_judge, weight=0.0)
-        from rlaif_ray.rewards import function_rewards
-
-        scores = {s: function_rewards(judge, texts, resp[s]).tolist() for s in "ab"}
+        judge_fn = RewardSource(kind="function", function=e.function_judge, weight=0.0)
+        scores = {s: function_rewards(judge_fn, texts, resp[s]).tolist() for s in "ab"}
         summary["function_judge"] = summarize_function(e.function_judge, scores["a"], scores["b"])
-    if harmless_probs is not None:
+    if harmless is not None:
         summary["harmless"] = {"classifier": shown_path(e.harmless.classifier), "harmless_label": e.harmless.harmless_label,
-                               **summarize_harmless(harmless_probs["a"], harmless_probs["b"], e.harmless.threshold)}
+                               **summarize_harmless(harmless["a"], harmless["b"], e.harmless.threshold)}
     if e.run_dirs:
-        from rlaif_ray.curves import describe_runs, plot_curves
-
         summary["runs"] = describe_runs(e.run_dirs)
         summary["curves"] = plot_curves(e.run_dirs, e.curves, out)
-    summary["seconds"] = time.perf_counter() - start
-    _write_outputs(out, summary, texts, resp, prefs, scores, harmless_probs)
-    bar.update(1)
-    bar.close()
-    return summary
+    return summary, scores
 
 
 def _write_outputs(out: Path, summary: dict, texts, resp, prefs, scores, harmless_probs) -> None:

@@ -244,7 +244,7 @@ def test_the_library_never_imports_the_toy_world():
     verbs (make-tiny-models, make-toy-pairs) load it, inside the function that runs the verb."""
     import ast
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     found = []
     for package in ("rlaif_ray", "actors", "jobs"):
         for path in sorted((repo / package).rglob("*.py")):
