@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -48,7 +49,6 @@ def train_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, overwri
     checkpoint, skipped = choose_resume_checkpoint(run_dir) if resume else (None, [])
     for line in skipped:
         log.warning("%s", line)
-    writer = None
     with ray_session(cfg.ray, logs):
         roles = start_roles(cfg, logs=logs)
         try:
@@ -58,39 +58,47 @@ def train_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, overwri
             if resume:
                 restored = restore(run, run_dir, checkpoint)
                 log.warning("resumed from %s at iteration %d", restored, run.iteration)
-            # After restore: a resumed run's TensorBoard hides the steps it is about to redo.
-            writer = MetricsWriter(run_dir, cfg.run.name, first_step=run.iteration + 1)
-            bar = tqdm(total=cfg.run.iterations, initial=run.iteration, desc=cfg.run.name, disable=not progress,
-                       unit="iter", dynamic_ncols=True, file=logs.terminal)
             run.chaos = chaos.install(roles, cfg.chaos.faults, lambda: run.running)
-            while run.iteration < cfg.run.iterations:
-                try:
-                    row = run_iteration(run)
-                    writer.write(row)
-                    writer.write_samples(run.iteration, run.samples)
-                    if should_checkpoint(run):
-                        save_checkpoint(run, run_dir)
-                except ActorFailed as err:
-                    if not err.actor.startswith("learner"):
-                        raise
-                    writer.close()
-                    restart_learners(run, run_dir, err, logs)
-                    writer = MetricsWriter(run_dir, cfg.run.name, first_step=run.iteration + 1)
-                    bar.n = run.iteration
-                    bar.refresh()
-                    continue
-                bar.update(1)
-                bar.set_postfix(reward=f"{row['reward/mean']:+.3f}", kl=f"{row['kl/mean']:.3f}",
-                                s=f"{row['timing/iteration']:.1f}")
-            bar.close()
+            run_iterations(run, run_dir, logs, progress)
         finally:
-            if writer is not None:
-                writer.close()
             roles.shutdown()
     # Over the whole run: a resumed run's metrics.jsonl holds iterations 1..N once each.
     summary = summarize(read_metrics(run_dir))
-    (run_dir / "summary.json").write_text(__import__("json").dumps(summary, indent=2))
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def run_iterations(run: RunState, run_dir: Path, logs: RunLogs, progress: bool) -> None:
+    """Every iteration left, each metrics row written as it comes, checkpoints as due. A lost
+    learner rebuilds the group from the newest checkpoint and the run goes on from there."""
+    cfg = run.cfg
+    # After restore: a resumed run's TensorBoard hides the steps it is about to redo.
+    writer = MetricsWriter(run_dir, cfg.run.name, first_step=run.iteration + 1)
+    bar = tqdm(total=cfg.run.iterations, initial=run.iteration, desc=cfg.run.name, disable=not progress,
+               unit="iter", dynamic_ncols=True, file=logs.terminal)
+    try:
+        while run.iteration < cfg.run.iterations:
+            try:
+                row = run_iteration(run)
+                writer.write(row)
+                writer.write_samples(run.iteration, run.samples)
+                if should_checkpoint(run):
+                    save_checkpoint(run, run_dir)
+            except ActorFailed as err:
+                if not err.actor.startswith("learner"):
+                    raise
+                writer.close()
+                restart_learners(run, run_dir, err, logs)
+                writer = MetricsWriter(run_dir, cfg.run.name, first_step=run.iteration + 1)
+                bar.n = run.iteration
+                bar.refresh()
+                continue
+            bar.update(1)
+            bar.set_postfix(reward=f"{row['reward/mean']:+.3f}", kl=f"{row['kl/mean']:.3f}",
+                            s=f"{row['timing/iteration']:.1f}")
+    finally:
+        bar.close()
+        writer.close()
 
 
 def restart_learners(run: RunState, run_dir: Path, err: ActorFailed, logs: RunLogs) -> None:
