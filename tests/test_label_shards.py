@@ -25,10 +25,20 @@ def test_label_config_needs_no_policy_or_prompts(tmp_path):
     cfg = load_label_config(_yaml(tmp_path / "c.yaml", {"model": {"labeler": "some/judge"},
                                                        "label": {"source": "pairs.jsonl"}}), ["label.shard_size=8"])
     assert (cfg.model.policy, cfg.data.source, cfg.label.shard_size) == ("some/judge", "pairs.jsonl", 8)
-    # Given ones are kept; the data section's other fields still apply.
+    # Given ones are kept.
     cfg = load_label_config(_yaml(tmp_path / "d.yaml", {"model": {"labeler": "j", "policy": "p"},
-                                                       "data": {"source": "s", "max_prompt_tokens": 300}}))
-    assert (cfg.model.policy, cfg.data.source, cfg.data.max_prompt_tokens) == ("p", "s", 300)
+                                                       "data": {"source": "s"}}))
+    assert (cfg.model.policy, cfg.data.source) == ("p", "s")
+
+
+def test_label_config_with_the_old_context_fields_says_what_to_write(tmp_path):
+    # Label runs used to size the labeler's context from two training fields.
+    old = {"model": {"labeler": "j"}, "data": {"max_prompt_tokens": 64}, "rollout": {"sampling": {"max_new_tokens": 32}}}
+    with pytest.raises(ConfigError, match=r"^data.max_prompt_tokens and rollout.sampling.max_new_tokens: .* "
+                                          r"remove them and write label.max_pair_tokens: 96$"):
+        load_label_config(_yaml(tmp_path / "old.yaml", old))
+    with pytest.raises(ConfigError, match=r"^data.max_prompt_tokens: .*write label.max_pair_tokens \(context"):
+        load_label_config(_yaml(tmp_path / "half.yaml", {"model": {"labeler": "j"}, "data": {"max_prompt_tokens": 64}}))
 
 
 def test_label_config_errors_name_the_field(tmp_path):
@@ -94,16 +104,15 @@ def test_manifest_refuses_other_labels(tmp_path):
 
 def test_context_check_fails_fast_with_the_number_to_set(tiny_models, tmp_path, monkeypatch):
     cfg = load_label_config(_yaml(tmp_path / "c.yaml", {
-        "model": {"labeler": str(tiny_models["labeler"])}, "data": {"max_prompt_tokens": 16},
-        "rollout": {"sampling": {"max_new_tokens": 16}}, "label": {"source": "x"}}))
+        "model": {"labeler": str(tiny_models["labeler"])}, "label": {"source": "x", "max_pair_tokens": 32}}))
     short = [{"context": "Describe the sea.", "response_a": "The sea is warm.", "response_b": "Grey sea.", "human_choice": 0}]
-    check_labeler_context(cfg, short)  # fits in 512 + 16 + 16, capped at the model's 512 positions
+    check_labeler_context(cfg, short)  # fits in 512 + 32, capped at the model's 512 positions
     long = short + [dict(short[0], response_a=" ".join(["the warm sea"] * 200))]
     with pytest.raises(ConfigError, match=r"label.source: pair 1's labeler prompt needs \d+ tokens, but the labeler model .* has only 512 positions"):
         check_labeler_context(cfg, long)
-    # A model with more positions: the engine's budget (512 + 16 + 16 = 544) is what is short.
+    # A model with more positions: the engine's budget (512 + 32 = 544) is what is short.
     import rlaif_ray.modeling
 
     monkeypatch.setattr(rlaif_ray.modeling, "max_positions", lambda *a: 4096)
-    with pytest.raises(ConfigError, match=r"data.max_prompt_tokens: pair 1's .* engine gets 544 .*; raise data.max_prompt_tokens by \d+"):
+    with pytest.raises(ConfigError, match=r"label.max_pair_tokens: pair 1's .* engine gets 544 .*; raise label.max_pair_tokens by \d+"):
         check_labeler_context(cfg, long)

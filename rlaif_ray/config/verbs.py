@@ -138,9 +138,8 @@ class LabelSection(_Strict):
     """`rlaif-ray label`: AI preference labels (both orders, averaged) for a dataset of response pairs.
 
     The labeler's engine is `model.labeler`, its prompt (task, preamble, few-shot, chain of
-    thought) and actors come from `labeler:`; its context is sized like in training, from
-    `data.max_prompt_tokens` + `rollout.sampling.max_new_tokens` (the job checks that every
-    pair fits before it starts). A label YAML may leave out `model.policy` and `data.source`:
+    thought) and actors come from `labeler:`; its context is sized from `label.max_pair_tokens`
+    (the job checks that every pair fits before it starts). A label YAML may leave out `model.policy` and `data.source`:
     the label verb sets them to `model.labeler` and `label.source` (a label run reads neither).
     """
 
@@ -158,3 +157,5 @@ class LabelSection(_Strict):
     shard_size: int = Field(256, ge=1, description="Pairs per shard: the unit of work of one labeler call, of writing and of resuming.")
     seed: int = Field(0, description="hh_rlhf: seed of the coin that shows the chosen response as A or B.")
     max_pairs: int | None = Field(None, ge=1, description="Label only the first N pairs of the source; null: all.")
+    max_pair_tokens: int = Field(160, ge=1, description="Tokens of one pair's text (context and both responses) the labeler engine "
+                                 "makes room for: its context is 512 + 256·few-shot + this (+ rationale). Every pair is checked before starting.")

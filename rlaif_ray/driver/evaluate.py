@@ -28,6 +28,7 @@ from rlaif_ray.driver.logs import RunLogs
 from rlaif_ray.driver.calls import CallPolicy
 from rlaif_ray.driver.pools import ActorPool, describe_roles, wait_all_ready
 from rlaif_ray.driver.runtime import actor_env, ray_session
+from rlaif_ray.labeler.render import labeler_context_tokens
 from rlaif_ray.evaluation import (eval_prompt_texts, render_report, shown_path, summarize_function,
                                   summarize_harmless, summarize_preferences)
 from rlaif_ray.preflight import check_labeler_prompts, check_model_ref, check_prompt_format
@@ -76,13 +77,6 @@ def check_eval(cfg: RunConfig, output_dir: Path, overwrite: bool) -> tuple[str, 
     if not overwrite and any((output_dir / f).exists() for f in OUTPUTS):
         raise ConfigError(f"eval.output_dir: {output_dir} already holds an evaluation; pass --overwrite to replace it")
     return e.policy_a, policy_b
-
-
-def _judge_config(cfg: RunConfig) -> RunConfig:
-    """The labeler's context is sized from rollout.sampling.max_new_tokens; a pairwise prompt
-    holds two answers, so size it for two eval answers."""
-    s = cfg.rollout.sampling.model_copy(update={"max_new_tokens": 2 * cfg.eval.sampling.max_new_tokens})
-    return cfg.model_copy(update={"rollout": cfg.rollout.model_copy(update={"sampling": s})})
 
 
 def _split(items: list, parts: int) -> list[list]:
@@ -161,9 +155,10 @@ def start_pools(cfg: RunConfig, policy_a: str, policy_b: str, logs: RunLogs) -> 
         return ActorPool(f"policy_{side}", GeneratorActor, cfg.rollout.resources, e.actors_per_policy,
                          lambda r: (cfg, path, f"policy_{side}-{r}"), env, timeout, logs, policy)
     pools = EvalPools(generators("a", policy_a), generators("b", policy_b))
-    jcfg = _judge_config(cfg)
+    # The judge reads a prompt and both answers.
+    context = labeler_context_tokens(cfg.labeler, cfg.data.max_prompt_tokens + 2 * e.sampling.max_new_tokens)
     pools.labeler = ActorPool("labeler", LabelerActor, cfg.labeler.resources, cfg.labeler.num_actors,
-                              lambda r: (jcfg, r), env, timeout, logs, policy)
+                              lambda r: (cfg, r, context), env, timeout, logs, policy)
     if e.harmless:
         pools.classifier = ActorPool("classifier", ClassifierActor, e.harmless.resources, 1,
                                      lambda r: (e.harmless, cfg.model), env, timeout, logs, policy)

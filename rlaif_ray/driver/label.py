@@ -47,6 +47,7 @@ def load_label_config(path: str | Path, overrides: list[str] | None = None) -> R
     and the schema stays as strict as it is for training.
     """
     raw = read_raw_config(path, overrides)
+    _refuse_training_sizes(raw)
     if raw.get("data") is None:
         raw["data"] = {}
     model, data, label = (raw.get(k) if isinstance(raw.get(k), dict) else {} for k in ("model", "data", "label"))
@@ -54,6 +55,20 @@ def load_label_config(path: str | Path, overrides: list[str] | None = None) -> R
         model.setdefault("policy", model["labeler"])
     data.setdefault("source", label.get("source") or "(unused by label runs)")
     return config_from_dict(raw, str(path))
+
+
+def _refuse_training_sizes(raw: dict) -> None:
+    """Label configs used to size the labeler's context from two training fields; say what
+    to write instead rather than ignore them."""
+    data, rollout = raw.get("data") or {}, raw.get("rollout") or {}
+    sampling = rollout.get("sampling") or {} if isinstance(rollout, dict) else {}
+    old = {k: v for k, v in (("data.max_prompt_tokens", data.get("max_prompt_tokens") if isinstance(data, dict) else None),
+                             ("rollout.sampling.max_new_tokens", sampling.get("max_new_tokens"))) if v is not None}
+    if old:
+        total = sum(int(v) for v in old.values()) if len(old) == 2 else None
+        then = f"label.max_pair_tokens: {total}" if total else "label.max_pair_tokens (context + both responses, tokens)"
+        raise ConfigError(f"{' and '.join(old)}: a label run sizes its labeler's context from label.max_pair_tokens now; "
+                          f"remove them and write {then}")
 
 
 def shard_bounds(n_pairs: int, shard_size: int) -> list[tuple[int, int]]:
@@ -137,7 +152,8 @@ def check_labeler_context(cfg: RunConfig, pairs: list[dict]) -> None:
 
     lc = cfg.labeler
     # The same engine length the labeler actor gets, and the same prompt it builds.
-    budget, positions = labeler_context_tokens(cfg), max_positions(cfg.model.labeler, cfg.model.trust_remote_code)
+    budget = labeler_context_tokens(lc, cfg.label.max_pair_tokens)
+    positions = max_positions(cfg.model.labeler, cfg.model.trust_remote_code)
     context = min(budget, positions)
     tokenizer = load_tokenizer(cfg.model.labeler, cfg.model.trust_remote_code)
     prompts = LabelerPrompts(lc, tokenizer, cfg.model.labeler)
@@ -157,9 +173,9 @@ def check_labeler_context(cfg: RunConfig, pairs: list[dict]) -> None:
         raise ConfigError(f"label.source: pair {worst_i}'s labeler prompt needs {need} tokens, but the labeler model "
                           f"{cfg.model.labeler} has only {positions} positions; shorten the pairs or use fewer few-shot exemplars")
     if need > context:
-        raise ConfigError(f"data.max_prompt_tokens: pair {worst_i}'s labeler prompt needs {need} tokens, but the labeler "
-                          f"engine gets {context} (512 + 256·few-shot + data.max_prompt_tokens + "
-                          f"rollout.sampling.max_new_tokens); raise data.max_prompt_tokens by {need - context}")
+        raise ConfigError(f"label.max_pair_tokens: pair {worst_i}'s labeler prompt needs {need} tokens, but the labeler "
+                          f"engine gets {context} (512 + 256·few-shot + label.max_pair_tokens); raise "
+                          f"label.max_pair_tokens by {need - context}")
 
 
 def label_run(cfg: RunConfig, progress: bool = True, verbose: bool = False) -> dict:
@@ -185,7 +201,8 @@ def label_run(cfg: RunConfig, progress: bool = True, verbose: bool = False) -> d
             n_actors, started = min(cfg.labeler.num_actors, len(todo)), time.perf_counter()
             logs.say(f"starting {describe_roles([('labeler', n_actors)])}")
             pool = ActorPool("labeler", LabelerActor, cfg.labeler.resources, n_actors,
-                             lambda r: (cfg, r), actor_env(cfg.ray), cfg.run.startup_timeout_s, logs,
+                             lambda r: (cfg, r, labeler_context_tokens(cfg.labeler, cfg.label.max_pair_tokens)),
+                             actor_env(cfg.ray), cfg.run.startup_timeout_s, logs,
                              CallPolicy.of(cfg.run))
             try:
                 wait_all_ready([pool], cfg.run.startup_timeout_s, logs, started)

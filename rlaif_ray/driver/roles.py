@@ -13,6 +13,7 @@ from actors.rollout import RolloutActor
 from rlaif_ray.config import RunConfig
 from rlaif_ray.driver.calls import CallPolicy, Recovery
 from rlaif_ray.driver.logs import STREAM, RunLogs
+from rlaif_ray.labeler.render import labeler_context_tokens
 from rlaif_ray.driver.pools import ActorPool, describe_roles, get_with_timeout, wait_all_ready
 from rlaif_ray.driver.runtime import actor_env
 
@@ -61,7 +62,9 @@ def start_roles(cfg: RunConfig, reference: bool = True, logs: RunLogs = STREAM) 
     rollout = pool("rollout", RolloutActor, cfg.rollout.resources, cfg.rollout.num_actors, lambda r: (cfg, r))
     labeler = None
     if cfg.uses_labeler:
-        labeler = pool("labeler", LabelerActor, cfg.labeler.resources, cfg.labeler.num_actors, lambda r: (cfg, r))
+        # A training run's labeler judges one prompt and one response.
+        context = labeler_context_tokens(cfg.labeler, cfg.data.max_prompt_tokens + cfg.rollout.sampling.max_new_tokens)
+        labeler = pool("labeler", LabelerActor, cfg.labeler.resources, cfg.labeler.num_actors, lambda r: (cfg, r, context))
     ref_pool = None
     if reference:
         ref_pool = pool("reference", ReferenceActor, cfg.reference.resources, cfg.reference.num_actors, lambda r: (cfg,))

@@ -14,7 +14,7 @@ them in the rendered template, so none are added again.
 
 from __future__ import annotations
 
-from rlaif_ray.config import ConfigError, LabelerSection, RunConfig
+from rlaif_ray.config import ConfigError, LabelerSection
 from rlaif_ray.labeler.prompts import (
     DIRECT_ENDING, PAIRWISE_ENDING, RATIONALE_ENDING, Exemplar, answer_candidates, append_rationale,
     build_chat_instruction, build_cot_prompt, build_direct_prompt, build_pairwise_prompt,
@@ -72,11 +72,14 @@ class LabelerPrompts:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def labeler_context_tokens(cfg: RunConfig) -> int:
-    """The labeler engine's context: room for preamble, exemplars, prompt, response,
-    rationale, label and (chat) the template's markers."""
-    budget = 512 + 256 * len(cfg.labeler.few_shot)
-    budget += cfg.data.max_prompt_tokens + cfg.rollout.sampling.max_new_tokens
-    if cfg.labeler.chain_of_thought:
-        budget += cfg.labeler.rationale_max_tokens
+def labeler_context_tokens(labeler: LabelerSection, text_tokens: int) -> int:
+    """The labeler engine's context: `text_tokens` for what it judges (a prompt and its
+    response(s), as each verb sizes them) plus room for preamble, exemplars, rationale,
+    label and (chat) the template's markers:
+
+        512 + 256·(few-shot exemplars) + text_tokens (+ labeler.rationale_max_tokens with chain of thought)
+    """
+    budget = 512 + 256 * len(labeler.few_shot) + text_tokens
+    if labeler.chain_of_thought:
+        budget += labeler.rationale_max_tokens
     return budget

@@ -70,7 +70,7 @@ def _hf_direct_reward(model, prompt_ids: list[int], candidates: list[list[int]])
 def test_chat_labeler_scores_match_hugging_face(ray_local, real_config, hf):
     from actors.labeler import LabelerActor
     from rlaif_ray.batch import build_shard
-    from rlaif_ray.labeler.render import LabelerPrompts
+    from rlaif_ray.labeler.render import LabelerPrompts, labeler_context_tokens
 
     cfg = real_config()
     tok, model = hf
@@ -79,7 +79,8 @@ def test_chat_labeler_scores_match_hugging_face(ray_local, real_config, hf):
     # SmolLM2 splits numbers into digits and the leading space into its own token.
     assert candidates[0] == [216, 33] and candidates[9] == [216, 33, 32]
 
-    labeler = ray.remote(LabelerActor).options(num_cpus=1).remote(cfg, 0)
+    context = labeler_context_tokens(cfg.labeler, cfg.data.max_prompt_tokens + cfg.rollout.sampling.max_new_tokens)
+    labeler = ray.remote(LabelerActor).options(num_cpus=1).remote(cfg, 0, context)
     n = len(SAMPLES)
     shard = build_shard([[1]] * n, [[1]] * n, [[0.0]] * n, list(range(n)), [0] * n, [q for q, _ in SAMPLES],
                         [a for _, a in SAMPLES], max_response_len=1, policy_version=0)
