@@ -211,6 +211,11 @@ def _recover(pool, call: Call, err: BaseException, timeout_s: float | None) -> N
     what = f"{call.method}"
     if is_actor_code_error(err):
         log_full(name, call.method, err)
+        lost = None if pool.replaceable else lost_member(pool)
+        if lost is not None:
+            # A group's collective fails on every member when one member dies: the death is
+            # what happened, and the group is rebuilt, not stopped as for a bug.
+            raise ActorFailed(lost, f"died during {what} (its group's collective failed on {name})") from None
         raise ActorCodeError(name, what, last_line(err)) from None
     cause = describe_loss(err)
     log_full(name, call.method, err)
@@ -238,6 +243,24 @@ def _recover(pool, call: Call, err: BaseException, timeout_s: float | None) -> N
             cause = f"then its replacement {describe_loss(again)}"
     pool.recovery.count(pool.role, call.prompts)
     _send(pool, call, timeout_s)
+
+
+# How long a member of a group gets to answer "are you alive" after a peer's collective failed.
+PEER_CHECK_S = 10.0
+
+
+def lost_member(pool) -> str | None:
+    """The name of a member of `pool` whose process is gone, or None when all answer (a member
+    busy past PEER_CHECK_S counts as alive)."""
+    pings = [a.ping.remote() for a in pool.actors]
+    for i, ref in enumerate(pings):
+        try:
+            ray.get(ref, timeout=PEER_CHECK_S)
+        except GetTimeoutError:
+            continue
+        except RayError:
+            return f"{pool.role}-{i}"
+    return None
 
 
 def map_calls(pool, method: str, args: list[tuple], prompts: list[int] | None = None,

@@ -147,6 +147,21 @@ def test_a_group_that_cannot_replace_one_member_reports_the_loss(ray_local):
         pool.shutdown()
 
 
+def test_a_group_member_failing_because_a_peer_died_reports_the_death(ray_local):
+    # In a learner group every member's collective fails once one member dies; the survivor's
+    # error must read as the loss (the group is rebuilt), not as a bug (the run would stop).
+    pool = make_pool(count=2, replaceable=False)
+    try:
+        with pytest.raises(ActorCodeError, match="worker-0: fail raised ValueError"):
+            pool.call(0, "fail", 3)          # the whole group alive: the member's own error
+        kill(pool, 1)
+        with pytest.raises(ActorFailed) as err:
+            pool.call(0, "fail", 3)          # stands in for a collective broken by worker-1's death
+        assert err.value.actor == "worker-1" and "worker-0" in str(err.value)
+    finally:
+        pool.shutdown()
+
+
 def test_last_line_keeps_messages_to_one_line():
     assert last_line(ValueError("a\n\n  b  \n")) == "ValueError: b"
     assert last_line(KeyError("x")) == "KeyError: 'x'"
