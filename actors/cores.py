@@ -1,4 +1,5 @@
-"""Pinning an actor to a set of CPU cores (`resources.cpu_affinity`).
+"""Pinning an actor to a set of CPU cores (`resources.cpu_affinity`), or sizing its thread pools
+(`resources.threads`, or what `rlaif_ray.cores.role_threads` derives for local mode).
 
 On a CPU node shared by several roles, each role can get cores of its own, as it would get
 GPUs of its own on a cluster: its actors run only there and size their thread pools to them
@@ -30,3 +31,13 @@ def pin_to_cores(cores: list[int]) -> None:
     os.environ["OMP_NUM_THREADS"] = n
     os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, cores))  # vLLM binds its OpenMP threads here
     torch.set_num_threads(len(cores))
+
+
+def use_threads(threads: int) -> None:
+    """Size this process's compute thread pools (torch's intra-op threads and OpenMP, which
+    vLLM's CPU kernels use) to `threads`. Call before any engine is built: an in-process vLLM
+    engine keeps the count it was built with."""
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)

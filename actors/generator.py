@@ -15,6 +15,7 @@ import time
 from actors.engine import build_llm
 from rlaif_ray.config import RunConfig
 from rlaif_ray.evaluation import answer_seed
+from rlaif_ray.modeling import plan_kv_cache
 from rlaif_ray.prompts import formatter_for
 
 
@@ -22,8 +23,12 @@ class GeneratorActor:
     def __init__(self, cfg: RunConfig, model_path: str, name: str):
         self.cfg, self.name = cfg, name
         e = cfg.eval.sampling
-        self.llm = build_llm(model_path, cfg.model, cfg.rollout.kv_cache_mib, cfg.rollout.gpu_memory_utilization,
-                             seed=cfg.run.seed, max_model_len=cfg.data.max_prompt_tokens + e.max_new_tokens)
+        tokens = cfg.data.max_prompt_tokens + e.max_new_tokens
+        answers_per_engine = -(-cfg.eval.num_prompts // cfg.eval.actors_per_policy)
+        kv = plan_kv_cache(model_path, cfg.model.dtype, cfg.rollout.kv_cache_mib, answers_per_engine, tokens,
+                           cfg.model.trust_remote_code)
+        self.llm = build_llm(model_path, cfg.model, kv.mib, cfg.rollout.gpu_memory_utilization,
+                             seed=cfg.run.seed, max_model_len=tokens)
         self.tokenizer = self.llm.get_tokenizer()
         # The same formatting as in training (chat template, system prompt, truncation).
         self.formatter = formatter_for(self.tokenizer, cfg.data, model_path)

@@ -15,6 +15,7 @@ import ray
 from actors.engine import build_llm
 from rlaif_ray.batch import RolloutBatch, build_shard
 from rlaif_ray.config import RunConfig
+from rlaif_ray.modeling import plan_kv_cache
 from rlaif_ray.weight_sync import make_receiver, probe, worker_extension
 
 
@@ -23,9 +24,11 @@ class RolloutActor:
         self.cfg = cfg
         self.rank = rank
         self.name = f"rollout-{rank}"
-        self.llm = build_llm(cfg.model.policy, cfg.model, cfg.rollout.kv_cache_mib,
+        kv = plan_kv_cache(cfg.model.policy, cfg.model.dtype, cfg.rollout.kv_cache_mib, cfg.rollout_sequences_per_call,
+                           cfg.rollout_tokens_per_sequence, cfg.model.trust_remote_code)
+        self.llm = build_llm(cfg.model.policy, cfg.model, kv.mib,
                              cfg.rollout.gpu_memory_utilization, seed=cfg.run.seed + rank,
-                             max_model_len=max(cfg.data.max_prompt_tokens + cfg.rollout.sampling.max_new_tokens,
+                             max_model_len=max(cfg.rollout_tokens_per_sequence,
                                                probe.PROBE_PROMPT_TOKENS + probe.PROBE_NEW_TOKENS),
                              worker_extension_cls=worker_extension(cfg.sync))
         self.tokenizer = self.llm.get_tokenizer()

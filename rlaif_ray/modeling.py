@@ -5,6 +5,8 @@ Plain `transformers` models; no Ray here.
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -105,6 +107,74 @@ def _stack_rows(parts, width):
     import numpy as np
 
     return np.concatenate(parts).astype("float32") if parts else np.zeros((0, width), "float32")
+
+
+# vLLM's CPU backend hands out KV cache in blocks of this many tokens (a sequence holds whole
+# blocks); the GPU backend sizes its cache from gpu_memory_utilization instead.
+CPU_KV_BLOCK_TOKENS = 128
+
+
+def kv_bytes_per_token(model_path: str, dtype: str, trust_remote_code: bool = False) -> int:
+    """KV-cache bytes one token takes in a dense-attention decoder:
+
+        bytes/token = 2 (K and V) × layers × kv_heads × head_dim × bytes per element
+    """
+    conf = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+    conf = getattr(conf, "text_config", None) or conf
+    heads = conf.num_attention_heads
+    kv_heads = getattr(conf, "num_key_value_heads", None) or heads
+    head_dim = getattr(conf, "head_dim", None) or conf.hidden_size // heads
+    return 2 * conf.num_hidden_layers * kv_heads * head_dim * DTYPES[dtype].itemsize
+
+
+def kv_cache_mib_for(bytes_per_token: int, sequences: int, tokens_per_sequence: int,
+                     block_tokens: int = CPU_KV_BLOCK_TOKENS) -> int:
+    """The KV cache (MiB, rounded up) that holds `sequences` sequences of up to
+    `tokens_per_sequence` tokens at once, each in whole blocks:
+
+        MiB = ⌈sequences × ⌈tokens/block⌉ × block × bytes/token / 2^20⌉
+    """
+    blocks = sequences * -(-tokens_per_sequence // block_tokens)
+    return -(-blocks * block_tokens * bytes_per_token // 2**20)
+
+
+def kv_cache_sequences(kv_cache_mib: int, bytes_per_token: int, tokens_per_sequence: int,
+                       block_tokens: int = CPU_KV_BLOCK_TOKENS) -> int:
+    """How many sequences of `tokens_per_sequence` tokens a KV cache of `kv_cache_mib` holds
+    at once (the inverse of `kv_cache_mib_for`)."""
+    blocks = kv_cache_mib * 2**20 // (block_tokens * bytes_per_token)
+    return blocks // -(-tokens_per_sequence // block_tokens)
+
+
+# An automatically sized KV cache takes at most this share of the node's RAM per engine: the
+# engines, the learners and the reference share a CPU node, and a cache that does not fit
+# everything at once only makes generation run in waves, where too much RAM kills the node.
+AUTO_KV_MAX_RAM_SHARE = 0.125
+
+
+@dataclass(frozen=True)
+class KvCachePlan:
+    mib: int         # what the engine gets
+    needed_mib: int  # what holds every sequence of one call at once
+    holds: int       # sequences `mib` holds at once
+    sequences: int   # sequences one call runs
+
+    @property
+    def in_waves(self) -> bool:
+        return self.holds < self.sequences
+
+
+def plan_kv_cache(model_path: str, dtype: str, configured_mib: int | None, sequences: int, tokens_per_sequence: int,
+                  trust_remote_code: bool = False) -> KvCachePlan:
+    """The CPU engine's KV cache: `configured_mib`, or (None) enough for `sequences`
+    sequences of `tokens_per_sequence` tokens at once, capped at AUTO_KV_MAX_RAM_SHARE of RAM."""
+    per_token = kv_bytes_per_token(model_path, dtype, trust_remote_code)
+    needed = kv_cache_mib_for(per_token, sequences, tokens_per_sequence)
+    if configured_mib is None:
+        ram_mib = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2**20
+        configured_mib = max(1, min(needed, int(ram_mib * AUTO_KV_MAX_RAM_SHARE)))
+    return KvCachePlan(configured_mib, needed, kv_cache_sequences(configured_mib, per_token, tokens_per_sequence),
+                       sequences)
 
 
 def max_positions(model_path: str, trust_remote_code: bool = False) -> int:

@@ -60,6 +60,17 @@ class RunConfig(_Strict):
         return self.data.prompts_per_iteration * self.rollout.sampling.samples_per_prompt
 
     @property
+    def rollout_sequences_per_call(self) -> int:
+        """The most sequences one rollout engine generates at once: its share of a batch's
+        prompts (or one chunk of pipeline.chunk_prompts) × samples_per_prompt."""
+        prompts = self.pipeline.chunk_prompts or -(-self.data.prompts_per_iteration // self.rollout.num_actors)
+        return min(prompts, self.data.prompts_per_iteration) * self.rollout.sampling.samples_per_prompt
+
+    @property
+    def rollout_tokens_per_sequence(self) -> int:
+        return self.data.max_prompt_tokens + self.rollout.sampling.max_new_tokens
+
+    @property
     def uses_critic(self) -> bool:
         return self.ppo.algorithm == "ppo"
 

@@ -23,6 +23,9 @@ class Resources(_Strict):
     )
     cpu_affinity: list[int] | None = Field(None, min_length=1, description="CPU cores (Linux ids) this role's actors run on, "
                                            "with that many compute threads each; gives roles disjoint cores on a shared CPU node. null: Ray's default.")
+    threads: int | None = Field(None, ge=1, description="Compute threads of each actor (torch's and vLLM's CPU threads). null: one per "
+                                "core of cpu_affinity if given; in local mode, the node's cores shared among the actors that compute "
+                                "at the same time as this role (rlaif_ray.cores.role_threads); on a cluster, Ray's default (num_cpus).")
 
     def as_bundle(self) -> dict[str, float]:
         """The placement-group bundle of one actor."""

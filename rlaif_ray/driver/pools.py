@@ -18,7 +18,7 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayError
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from actors.cores import pin_to_cores
+from actors.cores import pin_to_cores, use_threads
 from rlaif_ray.config import Resources
 from rlaif_ray.driver import calls
 from rlaif_ray.driver.calls import Call, CallPolicy, Recovery, Usage
@@ -54,8 +54,8 @@ class ActorPool:
     def __init__(self, role: str, cls: type, resources: Resources, count: int,
                  make_args: Callable[[int], tuple], env_vars: dict[str, str], ready_timeout_s: float,
                  logs: RunLogs = STREAM, policy: CallPolicy | None = None, replaceable: bool = True,
-                 recovery: Recovery | None = None):
-        self.role, self.cls, self.resources = role, cls, resources
+                 recovery: Recovery | None = None, threads: int | None = None):
+        self.role, self.cls, self.resources, self.threads = role, cls, resources, threads
         self.make_args, self.env_vars, self.logs = make_args, env_vars, logs
         self.policy = policy or CallPolicy(startup_timeout_s=ready_timeout_s)
         self.replaceable = replaceable
@@ -83,6 +83,7 @@ class ActorPool:
         log_file = self.logs.actor_file(f"{self.role}-{i}")
         steps = [(redirect_output, (log_file,))] if log_file else []  # first: later errors reach the file
         steps += [(pin_to_cores, (list(r.cpu_affinity),))] if r.cpu_affinity else []
+        steps += [(use_threads, (self.threads,))] if self.threads else []
         cls = set_up_first(self.cls, steps) if steps else self.cls
         return ray.remote(cls).options(**opts).remote(*self.make_args(i))
 

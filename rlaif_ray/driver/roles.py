@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -11,9 +12,11 @@ from actors.reference import ReferenceActor
 from actors.reward_model import RewardModelActor
 from actors.rollout import RolloutActor
 from rlaif_ray.config import RunConfig
+from rlaif_ray.cores import local_node_cores, role_threads
 from rlaif_ray.driver.calls import CallPolicy, Recovery
 from rlaif_ray.driver.logs import STREAM, RunLogs
 from rlaif_ray.labeler.render import labeler_context_tokens
+from rlaif_ray.modeling import plan_kv_cache
 from rlaif_ray.driver.pools import ActorPool, describe_roles, get_with_timeout, wait_all_ready
 from rlaif_ray.driver.runtime import actor_env
 
@@ -48,9 +51,11 @@ def start_roles(cfg: RunConfig, reference: bool = True, logs: RunLogs = STREAM) 
     w = cfg.learner.num_workers
     recovery = Recovery()
 
+    threads = run_threads(cfg, reference)
+
     def pool(role, cls, resources, count, make_args):
         return ActorPool(role, cls, resources, count, make_args, env, timeout, logs, CallPolicy.of(cfg.run),
-                         recovery=recovery)
+                         recovery=recovery, threads=threads[role])
     scorer_sources = [(k, s) for k, s in enumerate(cfg.reward.sources) if s.kind in ("reward_model", "classifier")]
     counts = [("rollout", cfg.rollout.num_actors)]  # in the order of Roles.all()
     counts += [("labeler", cfg.labeler.num_actors)] if cfg.uses_labeler else []
@@ -58,7 +63,8 @@ def start_roles(cfg: RunConfig, reference: bool = True, logs: RunLogs = STREAM) 
     counts += [("learner", w)] + [(s.label, s.num_actors) for _, s in scorer_sources]
     started = time.perf_counter()
     logs.say(f"starting {describe_roles(counts)}")
-    learners, setups = start_learners(cfg, logs, recovery)
+    warn_if_generating_in_waves(cfg, logs)
+    learners, setups = start_learners(cfg, logs, recovery, threads["learner"])
     rollout = pool("rollout", RolloutActor, cfg.rollout.resources, cfg.rollout.num_actors, lambda r: (cfg, r))
     labeler = None
     if cfg.uses_labeler:
@@ -76,13 +82,34 @@ def start_roles(cfg: RunConfig, reference: bool = True, logs: RunLogs = STREAM) 
     return roles
 
 
-def start_learners(cfg: RunConfig, logs: RunLogs = STREAM, recovery: Recovery | None = None) -> tuple[ActorPool, list]:
+def warn_if_generating_in_waves(cfg: RunConfig, logs: RunLogs) -> None:
+    """Say so when a rollout engine's configured KV cache cannot hold one generate call's
+    sequences at once: vLLM then generates them in waves, silently slower."""
+    if cfg.rollout.kv_cache_mib is None or cfg.rollout.resources.num_gpus > 0:
+        return
+    kv = plan_kv_cache(cfg.model.policy, cfg.model.dtype, cfg.rollout.kv_cache_mib, cfg.rollout_sequences_per_call,
+                       cfg.rollout_tokens_per_sequence, cfg.model.trust_remote_code)
+    if kv.in_waves:
+        logs.say(f"warning: rollout.kv_cache_mib {kv.mib} holds {kv.holds} of the {kv.sequences} sequences each rollout "
+                 f"engine generates at once, so vLLM generates them in waves (slower); {kv.needed_mib} holds them all "
+                 "(null sizes it so)")
+
+
+def run_threads(cfg: RunConfig, reference: bool = True) -> dict[str, int | None]:
+    """Compute threads per role for this run's node (rlaif_ray.cores)."""
+    return role_threads(cfg, local_node_cores(cfg.ray, len(os.sched_getaffinity(0))), reference)
+
+
+def start_learners(cfg: RunConfig, logs: RunLogs = STREAM, recovery: Recovery | None = None,
+                   threads: int | None = None) -> tuple[ActorPool, list]:
     """The learner group and the refs of its DeepSpeed set-up (done when they resolve). One
-    group: a lost member is not replaced alone (`replaceable=False`); the run rebuilds it."""
+    group: a lost member is not replaced alone (`replaceable=False`); the run rebuilds it.
+    `threads`: each worker's compute threads (None: what `run_threads` gives the learners)."""
     w = cfg.learner.num_workers
+    threads = threads or run_threads(cfg)["learner"]
     learners = ActorPool("learner", LearnerWorker, cfg.learner.resources, w, lambda r: (cfg, r, w),
                          actor_env(cfg.ray), cfg.run.startup_timeout_s, logs, CallPolicy.of(cfg.run), replaceable=False,
-                         recovery=recovery)
+                         recovery=recovery, threads=threads)
     # The rendezvous address is rank 0's node, wherever Ray placed it.
     addr, port = get_with_timeout(learners.actors[0].rendezvous_address.remote(), cfg.run.startup_timeout_s,
                                   "learner-0", "start-up")
