@@ -4,9 +4,11 @@ Every benchmark returns a `Result`; `write_result` turns it into `bench/results/
 (everything, machine and load included) and `bench/results/<name>.md` (one small table).
 
 How figures are taken (docs/performance.md, "How figures are taken"):
-- the load average is read before and after every benchmark and judged (`judge_quiet`): a
-  result that started above QUIET_LOAD_START or whose load moved by more than QUIET_LOAD_MOVE
-  is marked "not quiet" in its .md and .json, and `rlaif-ray bench --strict` refuses to write it;
+- the load average is read before and after every benchmark and the CPU time of every other
+  process is watched meanwhile (`OthersWatch`); `judge_quiet` marks a result "not quiet" in
+  its .md and .json when it started above QUIET_LOAD_START or other processes used more than
+  QUIET_OTHERS_CORES (without that watch: the load moved by more than QUIET_LOAD_MOVE), and
+  `rlaif-ray bench --strict` refuses to write it;
 - two contenders alternate round by round (A B A B …, `Rounds`), so a change of load hits
   both, and each is reported as median and spread (min–max) with the ratio of the medians;
 - the machine (cores × CPU model, RAM) heads every result.
@@ -62,6 +64,10 @@ def load_average() -> list[float]:
 # flagged with nobody else on the machine: the flag means "not shown quiet", not "disturbed".
 QUIET_LOAD_START = 1.0
 QUIET_LOAD_MOVE = 0.5
+# Where the benchmark's own CPU use can be told apart (`OthersWatch`), "work came or went" is
+# judged on the other processes instead of the load: on average they may hold at most this
+# many cores (a quarter of one: ~12 % of a 2-core machine, well inside the spread of rounds).
+QUIET_OTHERS_CORES = 0.25
 
 
 @dataclass(frozen=True)
@@ -71,15 +77,83 @@ class Quietness:
 
 
 def judge_quiet(load_before: list[float], load_after: list[float], start_max: float = QUIET_LOAD_START,
-                move_max: float = QUIET_LOAD_MOVE) -> Quietness:
-    """Was the machine quiet? Judged on the 1-minute load average before and after."""
+                move_max: float = QUIET_LOAD_MOVE, others_cores: float | None = None) -> Quietness:
+    """Was the machine quiet? Judged on the 1-minute load average at the start, then either on
+    what other processes used meanwhile (`others_cores`, from `OthersWatch`) or, where that
+    was not watched, on how far the load average moved."""
     before, after = load_before[0], load_after[0]
     why = []
     if before > start_max:
         why.append(f"load {before:.2f} at the start (> {start_max:g})")
-    if abs(after - before) > move_max:
+    if others_cores is not None:
+        if others_cores > QUIET_OTHERS_CORES:
+            why.append(f"other processes used {others_cores:.2f} cores on average (> {QUIET_OTHERS_CORES:g})")
+    elif abs(after - before) > move_max:
         why.append(f"load moved {before:.2f} → {after:.2f} (by more than {move_max:g})")
     return Quietness(not why, "; ".join(why))
+
+
+class OthersWatch:
+    """CPU time used by processes outside this one's tree while a benchmark runs.
+
+    The load average cannot tell a benchmark's own processes (Ray, its actors, engines) from
+    someone else's: a CPU-bound benchmark on 2 cores raises it to ~2 by itself. Every
+    `interval_s` this samples every process's CPU time; at the end, what processes that are
+    not descendants of this one used, over the wall time, is the other work's share in cores.
+    Processes that start and end between two samples are missed (rare for real disturbances).
+    """
+
+    def __init__(self, interval_s: float = 1.0):
+        import threading
+
+        self.interval_s = interval_s
+        self.first: dict[tuple[int, float], float] = {}
+        self.last: dict[tuple[int, float], float] = {}
+        self.ours: set[tuple[int, float]] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._start = 0.0
+        self.cores: float | None = None
+
+    def __enter__(self) -> "OthersWatch":
+        self._start = time.perf_counter()
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        wall = time.perf_counter() - self._start
+        others = sum(self.last[k] - self.first[k] for k in self.last if k not in self.ours)
+        self.cores = round(others / wall, 3) if wall > 0 else None
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def _sample(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        ours = {(p.pid, p.create_time()) for p in [me, *me.children(recursive=True)] if _alive(p)}
+        self.ours |= ours
+        for p in psutil.process_iter(["pid", "create_time", "cpu_times"]):
+            t = p.info["cpu_times"]
+            if t is None:
+                continue
+            key = (p.info["pid"], p.info["create_time"])
+            self.first.setdefault(key, t.user + t.system)
+            self.last[key] = t.user + t.system
+
+
+def _alive(p) -> bool:
+    try:
+        p.create_time()
+        return True
+    except Exception:  # psutil.NoSuchProcess / AccessDenied: gone or not ours to read
+        return False
 
 
 # --------------------------------------------------------------------------- results
@@ -99,11 +173,11 @@ class Result:
 
 
 def write_result(result: Result, out_dir: Path, machine: dict, load_before: list[float],
-                 load_after: list[float], seconds: float) -> tuple[Path, Path]:
+                 load_after: list[float], seconds: float, others_cores: float | None = None) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    quiet = judge_quiet(load_before, load_after)
+    quiet = judge_quiet(load_before, load_after, others_cores=others_cores)
     doc = {"name": result.name, "status": result.status, "quick": result.quick,
-           "machine": machine, "load_before": load_before, "load_after": load_after,
+           "machine": machine, "load_before": load_before, "load_after": load_after, "others_cores": others_cores,
            "quiet": quiet.quiet, "not_quiet_reason": quiet.reason,
            "benchmark_seconds": round(seconds, 1), "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
            "settings": result.settings, "summary": result.summary, "rows": result.rows,
@@ -111,16 +185,18 @@ def write_result(result: Result, out_dir: Path, machine: dict, load_before: list
     json_path = out_dir / f"{result.name}.json"
     json_path.write_text(json.dumps(doc, indent=2, default=_json_default) + "\n")
     md_path = out_dir / f"{result.name}.md"
-    md_path.write_text(markdown(result, machine, load_before, load_after))
+    md_path.write_text(markdown(result, machine, load_before, load_after, others_cores))
     return json_path, md_path
 
 
-def markdown(result: Result, machine: dict, load_before: list[float], load_after: list[float]) -> str:
+def markdown(result: Result, machine: dict, load_before: list[float], load_after: list[float],
+             others_cores: float | None = None) -> str:
     title = f"### {result.name}" + (" (quick)" if result.quick else "")
+    others = "" if others_cores is None else f"; other processes meanwhile: {others_cores:.2f} cores on average"
     lines = [title, "",
              f"{machine['nproc']} × {machine['cpu']}, {machine['ram_gib']} GiB; load average "
-             f"{load_before[0]:.1f} before, {load_after[0]:.1f} after.", ""]
-    quiet = judge_quiet(load_before, load_after)
+             f"{load_before[0]:.1f} before, {load_after[0]:.1f} after{others}.", ""]
+    quiet = judge_quiet(load_before, load_after, others_cores=others_cores)
     if not quiet.quiet:
         lines += [f"**Warning: not quiet** ({quiet.reason}): other work shared the cores; "
                   "absolute times are upper bounds and ratios may be off.", ""]

@@ -99,18 +99,35 @@ def fake_bench(monkeypatch):
     monkeypatch.setitem(sys.modules, "fake_bench_module", mod)
     monkeypatch.setattr(runner, "BENCHMARKS", {"fake": "fake_bench_module"})
 
-    def loads(*readings):
+    def loads(*readings, others_cores: float = 0.0):
+        """The load average before (and after) the benchmark, and the cores other processes
+        used meanwhile (what `OthersWatch` would have seen)."""
         it = iter(readings)
         monkeypatch.setattr(runner, "load_average", lambda: [next(it), 0.0, 0.0])
+
+        class Watched:
+            cores = others_cores
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return None
+        monkeypatch.setattr(runner, "OthersWatch", Watched)
     return loads
 
 
-def test_strict_refuses_a_run_whose_load_moved(fake_bench, tmp_path, capsys):
-    fake_bench(0.5, 1.5)
+def test_strict_refuses_a_run_beside_other_work(fake_bench, tmp_path, capsys):
+    fake_bench(0.5, 1.5, others_cores=0.6)
     written, refused = runner.run_benchmarks(["fake"], True, tmp_path, strict=True)
     assert (written, refused) == ([], ["fake"]) and not list(tmp_path.iterdir())
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["bench fake: not written (--strict): load moved 0.50 → 1.50 (by more than 0.5)"]
+    assert err == ["bench fake: not written (--strict): other processes used 0.60 cores on average (> 0.25)"]
+
+
+def test_strict_writes_a_run_that_raised_the_load_by_itself(fake_bench, tmp_path):
+    fake_bench(0.5, 2.2, others_cores=0.02)
+    assert runner.run_benchmarks(["fake"], True, tmp_path, strict=True) == ([tmp_path / "fake.json"], [])
 
 
 def test_strict_does_not_start_on_a_loaded_machine(fake_bench, tmp_path, monkeypatch):
@@ -122,13 +139,44 @@ def test_strict_does_not_start_on_a_loaded_machine(fake_bench, tmp_path, monkeyp
 def test_without_strict_the_result_is_written_and_flagged(fake_bench, tmp_path):
     import json
 
-    fake_bench(0.5, 1.5)
+    fake_bench(0.5, 1.5, others_cores=0.6)
     written, refused = runner.run_benchmarks(["fake"], True, tmp_path)
     doc = json.loads(written[0].read_text())
-    assert refused == [] and doc["quiet"] is False and "moved 0.50 → 1.50" in doc["not_quiet_reason"]
+    assert refused == [] and doc["quiet"] is False and doc["others_cores"] == 0.6
+    assert "other processes used 0.60 cores" in doc["not_quiet_reason"]
 
 
 def test_strict_writes_a_quiet_result(fake_bench, tmp_path):
     fake_bench(0.5, 0.7)
     written, refused = runner.run_benchmarks(["fake"], True, tmp_path, strict=True)
     assert refused == [] and written == [tmp_path / "fake.json"]
+
+
+def test_other_processes_decide_where_they_were_watched():
+    # The benchmark's own load (0.6 → 2.4) does not count once other processes were watched...
+    assert judge_quiet([0.6, 0, 0], [2.4, 0, 0], others_cores=0.05).quiet
+    # ...what the others used does, and a busy start still does.
+    busy = judge_quiet([0.6, 0, 0], [2.4, 0, 0], others_cores=0.8)
+    assert not busy.quiet and busy.reason == "other processes used 0.80 cores on average (> 0.25)"
+    assert not judge_quiet([1.6, 0, 0], [1.6, 0, 0], others_cores=0.0).quiet
+
+
+def test_the_watch_sees_a_process_outside_this_tree_and_not_its_own_children():
+    import subprocess
+    import sys
+    import time
+
+    from bench.common import OthersWatch
+
+    spin = "import time\nt = time.time()\nwhile time.time() - t < 2.5: pass"
+    # Our own busy child does not count as other work.
+    with OthersWatch(interval_s=0.5) as own:
+        subprocess.run([sys.executable, "-c", spin], check=True)
+    # A busy process outside this tree (started detached: its parent exits at once, so it is
+    # re-parented away from us) does.
+    detach = f"import subprocess, sys; subprocess.Popen([sys.executable, '-c', {spin!r}], start_new_session=True)"
+    with OthersWatch(interval_s=0.5) as other:
+        subprocess.run([sys.executable, "-c", detach], check=True)
+        time.sleep(3.0)
+    assert own.cores < 0.3
+    assert other.cores > 0.5
