@@ -4,13 +4,12 @@ Issue 13 asks whether, on one small machine where the roles take turns, a role s
 all the cores on its turn (e.g. one learner with every core instead of two one-thread
 learners that all-reduce). Each layout is a fresh run of the embedded default (tiny models,
 direct-RLAIF labeler, PPO with a critic); the layouts alternate round by round, and the
-first `WARMUP` iterations of each run are left out. `resources.cpu_affinity` gives a role
-its cores and sizes its thread pools to them.
+first `WARMUP` iterations of each run are left out. Each role's threads are what the run
+derives for it (`rlaif_ray.cores.role_threads`): the cores over the actors of its stage.
 """
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 from tqdm import tqdm
@@ -22,13 +21,11 @@ STAGES = ("rollout", "score", "train", "sync", "probe")
 
 
 def layouts() -> dict[str, list[str]]:
-    every = "[" + ",".join(map(str, sorted(os.sched_getaffinity(0)))) + "]"
+    # Threads follow the layout (rlaif_ray.cores): a role alone in its stage uses every core.
     return {
         "as shipped": [],
-        "1 learner on every core": ["learner.num_workers=1", f"learner.resources.cpu_affinity={every}"],
-        "every role on every core (1 learner, 1 rollout)": [
-            "learner.num_workers=1", "rollout.num_actors=1",
-            *[f"{r}.resources.cpu_affinity={every}" for r in ("learner", "rollout", "labeler", "reference")]],
+        "1 learner": ["learner.num_workers=1"],
+        "1 learner, 1 rollout engine": ["learner.num_workers=1", "rollout.num_actors=1"],
     }
 
 

@@ -38,7 +38,7 @@ def test_dead_rollout_and_stalled_labeler_are_replaced(ray_local, make_config, t
 def test_lost_learner_past_its_restarts_stops_with_resume_hint(ray_local, make_config, tmp_path):
     run_dir = tmp_path / "run"
     cfg = make_config("run.iterations=3", "run.checkpoint_every=1", "data.prompts_per_iteration=4", "run.max_learner_restarts=0",
-                      "ppo.minibatch_size=16", "chaos.faults=[{role: learner, actor: 1, iteration: 2}]")
+                      "ppo.minibatch_size=16", "chaos.faults=[{role: learner, actor: 0, iteration: 2}]")
     with pytest.raises(RunStopped) as stop:
         train_run(cfg, run_dir, progress=False)
     message = str(stop.value)

@@ -18,7 +18,8 @@ def _prompts(run_dir):
     return [json.loads(l) for l in (run_dir / "prompts.jsonl").read_text().splitlines()]
 
 
-COMMON = ("data.prompts_per_iteration=4", "ppo.minibatch_size=16", "run.checkpoint_every=2")
+# Two learners (local.yaml ships one): a lost member takes down a group with a live peer.
+COMMON = ("data.prompts_per_iteration=4", "ppo.minibatch_size=16", "run.checkpoint_every=2", "learner.num_workers=2")
 NUMBERS = ("reward/mean", "kl/mean", "loss/policy", "response_length/mean")
 
 

@@ -26,7 +26,7 @@ PIPELINED = ("pipeline.max_staleness=1", "ppo.off_policy_correction=tis")
 @pytest.mark.parametrize("overrides", [(), PIPELINED], ids=["synchronous", "pipelined"])
 def test_default_run_learns(ray_local, make_config, tmp_path, overrides):
     cfg = make_config(*overrides)  # configs/local.yaml as shipped (+ k = 1), on the tiny models
-    assert (cfg.rollout.num_actors, cfg.labeler.num_actors, cfg.learner.num_workers) == (2, 1, 2)
+    assert (cfg.rollout.num_actors, cfg.labeler.num_actors, cfg.learner.num_workers) == (2, 1, 1)
     summary = train_run(cfg, tmp_path / "run", progress=False)
     rows = read_metrics(tmp_path / "run")
     assert [r["iteration"] for r in rows] == list(range(1, cfg.run.iterations + 1))
