@@ -23,8 +23,10 @@ from rlaif_ray.errors import RunStopped
 
 @pytest.fixture(scope="module")
 def run(ray_local, make_config):
+    # A KV cache with room to spare (the default holds one call's sequences and no more), so the
+    # probe prompt's cached prefix outlives the next generation: the stale-cache test needs it.
     cfg = make_config("data.prompts_per_iteration=4", "ppo.minibatch_size=16", "ppo.epochs=2",
-                      "learner.lr=1e-3")
+                      "learner.lr=1e-3", "rollout.kv_cache_mib=64")
     tok = load_tokenizer(cfg.model.policy)
     stream = PromptStream(load_prompts(cfg.data.source, "prompt"), PromptFormatter(tok, False, None, "policy"),
                           64, "truncate", 0)
