@@ -16,8 +16,6 @@ from pathlib import Path
 def pin_to_cores(cores: list[int]) -> None:
     """Restrict every thread of this process to `cores` (threads started later inherit it)
     and size the thread pools to them. Call before any engine is built."""
-    import torch
-
     available = os.sched_getaffinity(0)
     missing = sorted(set(cores) - available)
     if missing:
@@ -27,10 +25,8 @@ def pin_to_cores(cores: list[int]) -> None:
             os.sched_setaffinity(int(task.name), cores)
         except OSError:  # a thread that ended meanwhile
             pass
-    n = str(len(cores))
-    os.environ["OMP_NUM_THREADS"] = n
     os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, cores))  # vLLM binds its OpenMP threads here
-    torch.set_num_threads(len(cores))
+    use_threads(len(cores))
 
 
 def use_threads(threads: int) -> None:
