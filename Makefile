@@ -13,4 +13,4 @@ train: models
 
 # The whole test suite (CPU only; builds the tiny models once, cached in .cache/).
 test: env
-	.venv/bin/python -m pytest tests -q --durations=25
+	.venv/bin/python -m pytest tests -q --durations=60
