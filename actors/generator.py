@@ -13,14 +13,14 @@ from __future__ import annotations
 import time
 
 from actors.engine import build_llm
-from rlaif_ray.config import RunConfig
+from rlaif_ray.config import EvalConfig
 from rlaif_ray.evaluation import answer_seed
 from rlaif_ray.modeling import plan_kv_cache
 from rlaif_ray.prompts import formatter_for
 
 
 class GeneratorActor:
-    def __init__(self, cfg: RunConfig, model_path: str, name: str):
+    def __init__(self, cfg: EvalConfig, model_path: str, name: str):
         self.cfg, self.name = cfg, name
         e = cfg.eval.sampling
         tokens = cfg.data.max_prompt_tokens + e.max_new_tokens

@@ -19,19 +19,19 @@ import torch
 
 from actors.engine import build_llm
 from rlaif_ray.batch import RolloutBatch
-from rlaif_ray.config import RunConfig
+from rlaif_ray.config import EvalConfig, LabelConfig, RolesConfig
 from rlaif_ray.labeler import candidate_probs, direct_reward, plan_candidate_queries, preference_from_swapped
 from rlaif_ray.labeler.render import LabelerPrompts
 
 
 class LabelerActor:
-    def __init__(self, cfg: RunConfig, rank: int, context_tokens: int):
+    def __init__(self, cfg: RolesConfig | LabelConfig | EvalConfig, rank: int, context_tokens: int):
         """`context_tokens`: the engine's context, sized by the verb for what it judges
         (`rlaif_ray.labeler.render.labeler_context_tokens`)."""
         self.cfg = cfg.labeler
         self.name = f"labeler-{rank}"
         self.llm = build_llm(cfg.model.labeler, cfg.model, self.cfg.kv_cache_mib,
-                             cfg.rollout.gpu_memory_utilization, seed=cfg.run.seed, max_model_len=context_tokens)
+                             self.cfg.gpu_memory_utilization, seed=cfg.run.seed, max_model_len=context_tokens)
         self.tokenizer = self.llm.get_tokenizer()
         self.prompts = LabelerPrompts(self.cfg, self.tokenizer, cfg.model.labeler)
         self.candidates = [self.prompts.encode_candidate(c) for c in self.prompts.candidates("direct")]

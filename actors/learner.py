@@ -17,7 +17,7 @@ import torch
 from actors import process_group
 from rlaif_ray.algorithms import Minibatch, ObjectiveSettings, masked_mean, ppo_objective
 from rlaif_ray.batch import RolloutBatch
-from rlaif_ray.config import RunConfig
+from rlaif_ray.config import RolesConfig, TrainConfig
 from rlaif_ray.experience import Experience, build_experience, display_samples
 from rlaif_ray.rewards import batch_rewards
 from rlaif_ray.modeling import (Critic, batched_response_values, load_causal_lm, response_logprobs,
@@ -25,10 +25,10 @@ from rlaif_ray.modeling import (Critic, batched_response_values, load_causal_lm,
 from rlaif_ray.weight_sync import make_sender, probe
 
 
-def deepspeed_config(cfg: RunConfig) -> dict:
-    micro = cfg.ppo.minibatch_size // cfg.learner.num_workers
+def deepspeed_config(cfg: RolesConfig) -> dict:
+    micro = cfg.minibatch_size // cfg.learner.num_workers
     ds = {
-        "train_batch_size": cfg.ppo.minibatch_size,
+        "train_batch_size": cfg.minibatch_size,
         "train_micro_batch_size_per_gpu": micro,
         "gradient_accumulation_steps": 1,
         "gradient_clipping": cfg.learner.max_grad_norm,
@@ -42,8 +42,16 @@ def deepspeed_config(cfg: RunConfig) -> dict:
     return ds
 
 
+def objective_settings(cfg: TrainConfig) -> ObjectiveSettings:
+    """The PPO objective's settings, from the ppo and kl sections."""
+    p = cfg.ppo
+    return ObjectiveSettings(clip=p.clip, entropy_coef=p.entropy_coef, kl_in_loss=cfg.kl.placement == "loss",
+                             kl_estimator=cfg.kl.estimator, correction=p.off_policy_correction,
+                             importance_cap=p.importance_cap, value_clip=p.value_clip, value_coef=p.value_coef)
+
+
 class LearnerWorker:
-    def __init__(self, cfg: RunConfig, rank: int, world_size: int):
+    def __init__(self, cfg: RolesConfig, rank: int, world_size: int):
         self.cfg, self.rank, self.world = cfg, rank, world_size
         self.name = f"learner-{rank}"
 
@@ -64,11 +72,6 @@ class LearnerWorker:
             self.critic = self._engine(Critic(cfg.model.policy, cfg.model.dtype, cfg.model.trust_remote_code),
                                        cfg.learner.critic_lr, ds_cfg)
         self.sender = make_sender(cfg.sync, self.policy.module, cfg.learner.zero_stage, self.rank)
-        p = cfg.ppo
-        self.objective = ObjectiveSettings(clip=p.clip, entropy_coef=p.entropy_coef, kl_in_loss=cfg.kl.placement == "loss",
-                                           kl_estimator=cfg.kl.estimator, correction=p.off_policy_correction,
-                                           importance_cap=p.importance_cap, value_clip=p.value_clip,
-                                           value_coef=p.value_coef)
         return self.name
 
     def _engine(self, module, lr, ds_cfg):
@@ -144,7 +147,7 @@ class LearnerWorker:
 
     def _optimise(self, exp: Experience, kl_coef: float, iteration: int) -> dict:
         """`ppo.epochs` passes over minibatches of the experience; mean stats of the steps."""
-        p = self.cfg.ppo
+        p, objective = self.cfg.ppo, objective_settings(self.cfg)
         n, mb = len(exp.batch), p.minibatch_size
         per_rank = mb // self.world
         sums: dict[str, float] = {}
@@ -155,26 +158,26 @@ class LearnerWorker:
             perm = np.random.default_rng([self.cfg.run.seed, iteration, epoch]).permutation(n)
             for m in range(n // mb):
                 rows = perm[m * mb: (m + 1) * mb][self.rank * per_rank: (self.rank + 1) * per_rank]
-                for k, v in self._step(exp, np.sort(rows), kl_coef).items():
+                for k, v in self._step(exp, np.sort(rows), objective, kl_coef).items():
                     sums[k] = sums.get(k, 0.0) + v
                 steps += 1
         out = {k: v / max(steps, 1) for k, v in sums.items()}
         out["train/steps"] = steps
         return out
 
-    def _step(self, exp: Experience, rows: np.ndarray, kl_coef: float) -> dict:
+    def _step(self, exp: Experience, rows: np.ndarray, objective: ObjectiveSettings, kl_coef: float) -> dict:
         """One optimiser step of the policy (and critic) on `rows` of the experience."""
         sub = exp.batch.select(rows)
         logp, ent = response_logprobs(self.policy, sub, self.cfg.rollout.sampling.temperature, with_entropy=True)
         dev = logp.device
         on = lambda x: x[rows].to(dev) if x is not None else None  # noqa: E731
-        corrected = self.objective.correction != "none"
+        corrected = objective.correction != "none"
         mb = Minibatch(logp=logp, entropy=ent, old_logp=on(exp.old_logp), advantages=on(exp.advantages),
-                       mask=on(exp.mask), ref_logp=on(exp.ref_logp) if self.objective.kl_in_loss else None,
+                       mask=on(exp.mask), ref_logp=on(exp.ref_logp) if objective.kl_in_loss else None,
                        behaviour_logp=torch.from_numpy(exp.batch.rollout_logp[rows]).to(dev) if corrected else None)
         if self.critic is not None:
             mb.values, mb.old_values, mb.returns = response_values(self.critic, sub), on(exp.values), on(exp.returns)
-        policy_loss, value_loss, stats = ppo_objective(mb, self.objective, kl_coef)
+        policy_loss, value_loss, stats = ppo_objective(mb, objective, kl_coef)
         self.policy.backward(policy_loss)
         self.policy.step()
         if value_loss is not None:
@@ -187,14 +190,14 @@ class LearnerWorker:
 
         loss = −Σ_t m_t·log π(a_t | s_t) / Σ_t m_t over a minibatch's response tokens (T = 1:
         the policy's own distribution), `rejection_sampling.sft_epochs` passes in minibatches
-        of `ppo.minibatch_size` rows (the driver sets it from rejection_sampling.minibatch_size);
+        of `rejection_sampling.minibatch_size` rows;
         like `train`, every rank takes its slice of the same seeded permutation, so DeepSpeed
         averages their gradients. Collective: call on every rank. A last partial minibatch is
         skipped (every rank must step together).
         """
         start = time.perf_counter()
         kept = RolloutBatch.concat(ray.get(list(shard_refs))).select(np.asarray(best_rows, dtype=np.int64))
-        mb = self.cfg.ppo.minibatch_size
+        mb = self.cfg.rejection_sampling.minibatch_size
         per_rank = mb // self.world
         losses, tokens = [], 0
         for epoch in range(self.cfg.rejection_sampling.sft_epochs):

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from actors import process_group
-from rlaif_ray.config import RunConfig
+from rlaif_ray.config import DPOConfig, RewardModelConfig
 from rlaif_ray.modeling import DTYPES
 from rlaif_ray.prompts import formatter_for
 from rlaif_ray.preference_train import (Pairs, dpo_pair_loss, encode_dpo, encode_rm, epoch_batches, rank_rows,
@@ -48,7 +48,7 @@ def preference_deepspeed_config(section, dtype: str) -> dict:
 
 
 class PreferenceLearnerWorker:
-    def __init__(self, cfg: RunConfig, mode: str, rank: int, world_size: int):
+    def __init__(self, cfg: RewardModelConfig | DPOConfig, mode: str, rank: int, world_size: int):
         self.cfg, self.mode, self.rank, self.world = cfg, mode, rank, world_size
         self.sec = cfg.reward_model_train if mode == "rm" else cfg.dpo
         if mode == "rm":

@@ -13,12 +13,12 @@ import ray
 import torch
 
 from rlaif_ray.batch import RolloutBatch
-from rlaif_ray.config import RunConfig
+from rlaif_ray.config import TrainConfig
 from rlaif_ray.modeling import batched_response_logprobs, load_causal_lm
 
 
 class ReferenceActor:
-    def __init__(self, cfg: RunConfig):
+    def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
         self.name = "reference"
         device = "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu"

@@ -24,7 +24,7 @@ import ray
 import torch
 
 from rlaif_ray.batch import RolloutBatch
-from rlaif_ray.config import RewardSource, RunConfig
+from rlaif_ray.config import RewardSource, TrainConfig
 from rlaif_ray.modeling import DTYPES
 from rlaif_ray.preference_train import encode_rm, pad_right
 
@@ -58,7 +58,7 @@ def rewards_from_logits(logits: torch.Tensor, column: int, output: str) -> torch
 
 
 class RewardModelActor:
-    def __init__(self, cfg: RunConfig, source_index: int, rank: int):
+    def __init__(self, cfg: TrainConfig, source_index: int, rank: int):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.source = cfg.reward.sources[source_index]

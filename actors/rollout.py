@@ -14,13 +14,13 @@ import ray
 
 from actors.engine import build_llm
 from rlaif_ray.batch import RolloutBatch, build_shard
-from rlaif_ray.config import RunConfig
+from rlaif_ray.config import RolesConfig
 from rlaif_ray.modeling import plan_kv_cache
 from rlaif_ray.weight_sync import make_receiver, probe, worker_extension
 
 
 class RolloutActor:
-    def __init__(self, cfg: RunConfig, rank: int):
+    def __init__(self, cfg: RolesConfig, rank: int):
         self.cfg = cfg
         self.rank = rank
         self.name = f"rollout-{rank}"

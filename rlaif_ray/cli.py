@@ -10,7 +10,7 @@
     rlaif-ray bench [all|rollout|sync|trl|scaling|overhead|memory] [--quick] [--strict]
     rlaif-ray make-tiny-models DIR [--seed N] | make-toy-pairs OUT.jsonl --n N
     rlaif-ray make-smollm2 [DIR] [--force]
-    rlaif-ray config schema | config validate FILE [--set ...]
+    rlaif-ray config schema [VERB] | config validate FILE [--verb VERB] [--set ...]
 
 Errors a user can fix (bad config, missing files, a refused run dir) print one clear
 message and exit 2, without a traceback.
@@ -23,7 +23,8 @@ import logging
 import sys
 
 from rlaif_ray.cli_cluster import CLUSTER_COMMANDS, add_cluster_commands, add_config_args
-from rlaif_ray.config import ConfigError, describe_schema, dump_config, load_config
+from rlaif_ray.config import (VERB_CONFIGS, ConfigError, describe_schema, dump_config, infer_verb, load_config,
+                              read_raw_config)
 from rlaif_ray.errors import EXIT_INTERRUPTED, EXIT_USAGE
 
 
@@ -49,11 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", nargs="?", default=".cache/smollm2-135m-instruct")
     p.add_argument("--force", action="store_true", help="Rebuild even if up to date.")
 
-    p = sub.add_parser("config", help="Inspect or validate run configs.")
+    p = sub.add_parser("config", help="Inspect or validate a verb's config.")
     csub = p.add_subparsers(dest="config_command", required=True)
-    csub.add_parser("schema", help="Every field with its default and description.")
-    v = csub.add_parser("validate", help="Validate a run YAML and print it with defaults filled in.")
+    s = csub.add_parser("schema", help="Every field of a verb's config with its default and description.")
+    s.add_argument("verb", nargs="?", default="train", choices=list(VERB_CONFIGS), help="Whose config (default train).")
+    v = csub.add_parser("validate", help="Validate a YAML as its verb's config and print it with defaults filled in.")
     v.add_argument("file")
+    v.add_argument("--verb", choices=list(VERB_CONFIGS), default=None,
+                   help="Validate as this verb's config (default: the verb whose own section the file holds; train if none).")
     v.add_argument("--set", dest="overrides", action="append", default=[])
     add_cluster_commands(sub)
     add_bench_command(sub)
@@ -118,9 +122,12 @@ def cmd_make_smollm2(args) -> int:
 
 def cmd_config(args) -> int:
     if args.config_command == "schema":
-        print("\n".join(describe_schema()))
+        print(f"# {VERB_CONFIGS[args.verb].__doc__.splitlines()[0]}")
+        print("\n".join(describe_schema(VERB_CONFIGS[args.verb])))
         return 0
-    print(dump_config(load_config(args.file, args.overrides)), end="")
+    verb = args.verb or infer_verb(read_raw_config(args.file, args.overrides))
+    text = dump_config(load_config(args.file, args.overrides, verb))
+    print(f"# a valid config of `rlaif-ray {verb}`\n{text}", end="")
     return 0
 
 
@@ -246,7 +253,7 @@ def add_eval_commands(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="Replace an evaluation already in eval.output_dir.")
     p.add_argument("--no-progress", action="store_true", help="No progress bar.")
     p = sub.add_parser("rejection-sampling", help="Best-of-n by the labeler's direct reward, SFT on the winners, "
-                                                  "for rejection_sampling.rounds rounds; exports OUTPUT_DIR/final/hf.")
+                                                  "for run.iterations rounds; exports OUTPUT_DIR/final/hf.")
     add_config_args(p)
     p.add_argument("--overwrite", action="store_true", help="Replace whatever is in rejection_sampling.output_dir.")
     p.add_argument("--no-progress", action="store_true", help="No progress bar.")
@@ -255,7 +262,7 @@ def add_eval_commands(sub) -> None:
 def cmd_eval(args) -> int:
     from rlaif_ray.driver.evaluate import evaluate
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides, "eval")
     s = evaluate(cfg, overwrite=args.overwrite, progress=not args.no_progress, verbose=args.verbose)
     w = s["win_rate"]
     line = (f"done: win rate of A over B {w['rate']:.3f} [{w['low']:.3f}, {w['high']:.3f}] "
@@ -272,7 +279,7 @@ def cmd_eval(args) -> int:
 def cmd_rejection_sampling(args) -> int:
     from rlaif_ray.driver.rejection import rejection_sampling_run
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides, "rejection-sampling")
     s = rejection_sampling_run(cfg, overwrite=args.overwrite, progress=not args.no_progress, verbose=args.verbose)
     print(f"done: {s['rounds']} rounds; mean reward of all samples {s['reward_first']:+.3f} -> {s['reward_last']:+.3f}, "
           f"of kept samples {s['kept_first']:+.3f} -> {s['kept_last']:+.3f}; policy: {s['policy']}")

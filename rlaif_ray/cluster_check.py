@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from rlaif_ray.config import Resources, RunConfig, load_config
+from rlaif_ray.config import Resources, TrainConfig, load_config
 from rlaif_ray.errors import ClusterConfigError
 
 KUBERAY_KINDS = ("RayCluster", "RayJob")
@@ -43,17 +43,17 @@ class NodeType:
     is_head: bool = False
 
 
-def check_cluster_file(path: str | Path, run_config: RunConfig | str | Path | None = None) -> None:
+def check_cluster_file(path: str | Path, run_config: TrainConfig | str | Path | None = None) -> None:
     """Raise `ClusterConfigError` listing every problem; return quietly when the file is usable."""
     errors = validate_cluster_file(path, run_config)
     if errors:
         raise ClusterConfigError(path, errors)
 
 
-def validate_cluster_file(path: str | Path, run_config: RunConfig | str | Path | None = None) -> list[str]:
+def validate_cluster_file(path: str | Path, run_config: TrainConfig | str | Path | None = None) -> list[str]:
     """Every problem of a launcher YAML or KubeRay manifest (and the run's fit on it); [] when OK.
 
-    `run_config` is a `RunConfig` or the path of a run YAML (a bad run YAML raises `ConfigError`).
+    `run_config` is a `TrainConfig` or the path of a run YAML (a bad run YAML raises `ConfigError`).
     """
     path = Path(path)
     if not path.is_file():
@@ -223,7 +223,7 @@ def _quantity(v) -> float:
 # --------------------------------------------------------------------------- does the run fit?
 
 
-def role_demands(cfg: RunConfig) -> list[tuple[str, dict[str, float], int]]:
+def role_demands(cfg: TrainConfig) -> list[tuple[str, dict[str, float], int]]:
     """(role, per-actor bundle, actor count) for every role, as the driver's placement groups ask."""
     def bundle(r: Resources) -> dict[str, float]:
         return r.as_bundle() or {"CPU": 0.01}  # the driver's own fallback for a zero bundle
@@ -233,7 +233,7 @@ def role_demands(cfg: RunConfig) -> list[tuple[str, dict[str, float], int]]:
             ("learner", bundle(cfg.learner.resources), cfg.learner.num_workers)]
 
 
-def run_fit_errors(cfg: RunConfig, node_types: list[NodeType], max_total: int | None) -> list[str]:
+def run_fit_errors(cfg: TrainConfig, node_types: list[NodeType], max_total: int | None) -> list[str]:
     """Per-role fit on one node, then a first-fit placement of all actors within the max counts."""
     errors = [e for role, need, _ in role_demands(cfg) if (e := _role_fit_error(role, need, node_types))]
     if errors:

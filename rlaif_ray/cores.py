@@ -21,24 +21,25 @@ role's `resources.threads` or `resources.cpu_affinity` wins over this.
 
 from __future__ import annotations
 
-from rlaif_ray.config import RunConfig
+from rlaif_ray.config import RolesConfig
 
 
-def stage_actor_counts(cfg: RunConfig, reference: bool = True) -> dict[str, int]:
+def stage_actor_counts(cfg: RolesConfig, reference: bool = True) -> dict[str, int]:
     """Per role, how many actors compute at the same time as that role's actors."""
     score = {"labeler": cfg.labeler.num_actors if cfg.uses_labeler else 0,
              "reference": cfg.reference.num_actors if reference else 0,
              **{s.label: s.num_actors for s in cfg.reward.sources if s.kind in ("reward_model", "classifier")}}
     stages = [{"rollout": cfg.rollout.num_actors}, {k: n for k, n in score.items() if n}, {"learner": cfg.learner.num_workers}]
-    if cfg.pipeline.max_staleness > 0:
+    if cfg.max_staleness > 0:
         stages = [{k: n for stage in stages for k, n in stage.items()}]
     return {role: sum(stage.values()) for stage in stages for role in stage}
 
 
-def role_threads(cfg: RunConfig, node_cores: int | None, reference: bool = True) -> dict[str, int | None]:
+def role_threads(cfg: RolesConfig, node_cores: int | None, reference: bool = True) -> dict[str, int | None]:
     """Compute threads per role on a local node of `node_cores` cores (None, a cluster: only
     what a role's `resources.threads` says). None for a role: Ray's default or its cpu_affinity."""
-    sections = {"rollout": cfg.rollout, "labeler": cfg.labeler, "reference": cfg.reference, "learner": cfg.learner,
+    sections = {"rollout": cfg.rollout, "labeler": cfg.labeler, "learner": cfg.learner,
+                **({"reference": cfg.reference} if reference else {}),
                 **{s.label: s for s in cfg.reward.sources if s.kind in ("reward_model", "classifier")}}
     threads: dict[str, int | None] = {}
     for role, sharing in stage_actor_counts(cfg, reference).items():

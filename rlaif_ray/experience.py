@@ -25,7 +25,7 @@ import torch
 from rlaif_ray.algorithms import (AdvantageInputs, estimate_advantages, importance_weights, kl_estimate, kl_shaped_rewards,
                                   masked_mean)
 from rlaif_ray.batch import RolloutBatch
-from rlaif_ray.config import RunConfig
+from rlaif_ray.config import TrainConfig
 
 
 @dataclass
@@ -39,7 +39,7 @@ class Experience:
     returns: torch.Tensor | None  # (B, T) value targets (PPO), else None
 
 
-def build_experience(cfg: RunConfig, batch: RolloutBatch, rewards: np.ndarray, source_stats: dict,
+def build_experience(cfg: TrainConfig, batch: RolloutBatch, rewards: np.ndarray, source_stats: dict,
                      ref_logp: np.ndarray, old_logp: np.ndarray, values: np.ndarray | None,
                      entropy: np.ndarray, kl_coef: float) -> tuple[Experience, dict]:
     """Shape the combined rewards with the KL penalty and estimate advantages.
@@ -120,7 +120,7 @@ def choose_samples(n_rows: int, k: int, seed: int, iteration: int) -> np.ndarray
     return np.sort(rng.choice(n_rows, size=min(k, n_rows), replace=False)).astype(np.int64)
 
 
-def display_samples(cfg: RunConfig, exp: Experience, source_rewards: dict[str, np.ndarray],
+def display_samples(cfg: TrainConfig, exp: Experience, source_rewards: dict[str, np.ndarray],
                     total: np.ndarray | None, iteration: int) -> list[dict]:
     """`run.log_samples` rows of the batch as JSON-ready dicts for a person to read.
 

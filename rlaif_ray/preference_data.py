@@ -215,8 +215,6 @@ def pairs_from_hh_rlhf(records: list[dict], seed: int = 0, name: str = "pairs") 
 
 def load_pairs(label: LabelSection) -> list[dict]:
     """The pairs of a label run: read ``label.source``, keep ``label.max_pairs``, map ``label.format``."""
-    if not label.source:
-        raise DataError("label.source: a label run needs a pairs dataset (file, Parquet directory or HF name)")
     records = read_records(label.source, label.split, label.subset)
     if label.max_pairs is not None:
         records = records[: label.max_pairs]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rlaif_ray.config import ConfigError, RunConfig
+from rlaif_ray.config import ConfigError, EvalConfig, LabelConfig, RolesConfig
 
 
 def check_model_ref(field: str, ref: str) -> None:
@@ -19,7 +19,7 @@ def check_model_ref(field: str, ref: str) -> None:
             raise ConfigError(f"{field}: {ref} is not a Hugging Face model folder (no config.json)")
 
 
-def check_models(cfg: RunConfig) -> None:
+def check_models(cfg: RolesConfig) -> None:
     check_model_ref("model.policy", cfg.model.policy)
     check_model_ref("model.labeler", cfg.model.labeler)
     for k, source in enumerate(cfg.reward.sources):
@@ -39,7 +39,7 @@ def check_prompt_format(data_cfg, model_path: str, trust_remote_code: bool) -> N
     formatter_for(load_tokenizer(model_path, trust_remote_code), data_cfg, model_path)
 
 
-def check_labeler_prompts(cfg: RunConfig) -> None:
+def check_labeler_prompts(cfg: RolesConfig | LabelConfig | EvalConfig) -> None:
     """`labeler.chat_template` needs a labeler tokenizer with a chat template (refused here,
     by model name, before any actor starts)."""
     if not cfg.labeler.chat_template:

@@ -7,11 +7,11 @@ import math
 import shutil
 from pathlib import Path
 
-from rlaif_ray.config import RunConfig, dump_config
+from rlaif_ray.config import VerbConfig, dump_config
 from rlaif_ray.errors import RunDirError
 
 
-def prepare_run_dir(run_dir: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> None:
+def prepare_run_dir(run_dir: Path, cfg: VerbConfig, resume: bool, overwrite: bool) -> None:
     """Create the run dir, or refuse one that already holds a different run.
 
     Nothing is deleted unless `overwrite` is given; `resume` needs an existing run.

@@ -90,17 +90,23 @@ def toy_prompts_file(tiny_models, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def make_config(tiny_models, toy_prompts_file):
-    """configs/local.yaml pointed at the session's tiny models, with dotted overrides."""
+    """A verb's example config pointed at the session's tiny models, with dotted overrides:
+    `make(*overrides, verb="train")` starts from configs/local.yaml, other verbs from their
+    configs/*-toy.yaml."""
     import yaml
 
-    from rlaif_ray.config import apply_overrides, config_from_dict
+    from rlaif_ray.config import VERB_CONFIGS, apply_overrides, config_from_dict
 
-    base = yaml.safe_load((REPO_ROOT / "configs" / "local.yaml").read_text())
+    examples = {"train": "local.yaml", "label": "label-toy.yaml", "eval": "eval-toy.yaml",
+                "rejection-sampling": "rejection-sampling-toy.yaml"}
 
-    def make(*overrides: str):
-        raw = apply_overrides(yaml.safe_load(yaml.safe_dump(base)), [
-            f"model.policy={tiny_models['policy']}", f"model.labeler={tiny_models['labeler']}",
-            f"data.source={toy_prompts_file}", *overrides])
-        return config_from_dict(raw)
+    def make(*overrides: str, verb: str = "train"):
+        raw = yaml.safe_load((REPO_ROOT / "configs" / examples[verb]).read_text())
+        fields = VERB_CONFIGS[verb].model_fields
+        reads = lambda section, key: section in fields and key in fields[section].annotation.model_fields  # noqa: E731
+        paths = {"model.policy": tiny_models["policy"], "model.labeler": tiny_models["labeler"],
+                 "data.source": toy_prompts_file}
+        ours = [f"{path}={value}" for path, value in paths.items() if reads(*path.split("."))]
+        return config_from_dict(apply_overrides(raw, [*ours, *overrides]), examples[verb], verb)
 
     return make

@@ -107,7 +107,7 @@ def test_eval_and_rejection_sampling_name_the_bad_line(tiny_models, tmp_path):
     proc = run_cli("eval", "--config", str(REPO / "configs/eval-toy.yaml"), "--set", f"eval.policy_a={tiny_models['policy']}",
                    "--set", f"model.policy={tiny_models['policy']}", "--set", f"model.labeler={tiny_models['labeler']}",
                    "--set", f"eval.prompts={data}", "--set", "eval.run_dirs=[]", "--set", f"eval.output_dir={out}")
-    assert_one_line(proc, f"data.source: {data} line 4: malformed JSON")
+    assert_one_line(proc, f"eval.prompts: {data} line 4: malformed JSON")
     assert not out.exists()
     proc = run_cli("rejection-sampling", "--config", str(REPO / "configs/rejection-sampling-toy.yaml"),
                    "--set", f"model.policy={tiny_models['policy']}", "--set", f"model.labeler={tiny_models['labeler']}",

@@ -163,45 +163,45 @@ def test_answer_seeds_are_reproducible_and_per_side():
     assert len({answer_seed(0, s, p) for s in (0, 1) for p in range(50)}) == 100
 
 
-def _raw(**sections):
-    raw = {"model": {"policy": "p", "labeler": "l"}, "data": {"source": "s"},
+def _rejection(**sections):
+    raw = {"model": {"policy": "p", "labeler": "l"}, "data": {"source": "s", "prompts_per_iteration": 4},
            "reward": {"sources": [{"kind": "labeler_direct"},
                                   {"kind": "function", "function": "toy.task:rule_score",
-                                   "name": "ground_truth", "weight": 0.5}]}}
-    raw.update(sections)
-    return raw
+                                   "name": "ground_truth", "weight": 0.5}]},
+           "rejection_sampling": {"minibatch_size": 4}}
+    for key, value in sections.items():
+        raw[key] = {**raw.get(key, {}), **value}
+    return config_from_dict(raw, "rs.yaml", "rejection-sampling")
 
 
-def test_rejection_config_derives_the_run():
-    from rlaif_ray.driver.rejection import rejection_config
-
-    cfg = config_from_dict(_raw(rejection_sampling={"rounds": 2, "samples_per_prompt": 4, "prompts_per_round": 4,
-                                                    "minibatch_size": 4, "lr": 1e-3}))
-    d = rejection_config(cfg)
-    assert (d.run.iterations, d.data.prompts_per_iteration, d.rollout.sampling.samples_per_prompt) == (2, 4, 4)
-    assert (d.ppo.minibatch_size, d.learner.lr, d.uses_critic) == (4, 1e-3, False)
-    assert [(s.kind, s.weight) for s in d.reward.sources] == [("labeler_direct", 1.0), ("function", 0.0)]
-    bad = config_from_dict(_raw(rejection_sampling={"prompts_per_round": 4, "minibatch_size": 3}))
+def test_rejection_sampling_config_reads_the_training_fields():
+    cfg = _rejection(run={"iterations": 2}, learner={"lr": 1e-3})
+    assert (cfg.run.iterations, cfg.data.prompts_per_iteration, cfg.rollout.sampling.samples_per_prompt) == (2, 4, 4)
+    assert (cfg.minibatch_size, cfg.learner.lr, cfg.uses_critic, cfg.max_staleness) == (4, 1e-3, False, 0)
+    assert not hasattr(cfg, "ppo") and not hasattr(cfg, "reference")
     with pytest.raises(ConfigError, match="rejection_sampling.minibatch_size: 3 must divide"):
-        rejection_config(bad)
-    bad = config_from_dict(_raw(rejection_sampling={"prompts_per_round": 9, "minibatch_size": 3}))
+        _rejection(rejection_sampling={"minibatch_size": 3})
     with pytest.raises(ConfigError, match="divisible by learner.num_workers"):
-        rejection_config(bad)
-    no_labeler = _raw()
-    no_labeler["reward"]["sources"] = no_labeler["reward"]["sources"][1:]
-    no_labeler["reward"]["sources"][0]["weight"] = 1.0
-    with pytest.raises(ConfigError, match="reward.sources: rejection sampling"):
-        rejection_config(config_from_dict(no_labeler))
+        _rejection(data={"prompts_per_iteration": 9}, rejection_sampling={"minibatch_size": 3})
+    with pytest.raises(ConfigError, match="best-of-n needs n ≥ 2, got 1"):
+        _rejection(rollout={"sampling": {"samples_per_prompt": 1}})
+    with pytest.raises(ConfigError, match="reward.sources: rejection sampling keeps the best"):
+        _rejection(reward={"sources": [{"kind": "function", "function": "toy.task:rule_score"}]})
+    with pytest.raises(ConfigError, match="reward.sources.1.kind: rejection sampling reads only labeler_direct"):
+        _rejection(reward={"sources": [{"kind": "labeler_direct"}, {"kind": "reward_model", "model": "rm"}]})
+    # The four fields it once repeated name the field that holds them now.
+    with pytest.raises(ConfigError, match=r"rejection_sampling: rounds: write run.iterations instead"):
+        _rejection(rejection_sampling={"rounds": 3})
 
 
 def test_example_configs_validate(repo_root):
     from rlaif_ray.config import load_config
-    from rlaif_ray.driver.rejection import rejection_config
 
-    ev = load_config(repo_root / "configs" / "eval-toy.yaml")
+    ev = load_config(repo_root / "configs" / "eval-toy.yaml", verb="eval")
     assert ev.eval.num_prompts >= 64 and ev.eval.function_judge == "toy.task:rule_score"
-    rs = rejection_config(load_config(repo_root / "configs" / "rejection-sampling-toy.yaml"))
+    rs = load_config(repo_root / "configs" / "rejection-sampling-toy.yaml", verb="rejection-sampling")
     assert rs.rollout.sampling.samples_per_prompt == 4 and rs.data.prompts_per_iteration == 16
+    assert (rs.run.iterations, rs.learner.lr, rs.minibatch_size) == (6, 5e-4, 8)
 
 
 def test_cli_eval_fails_fast_naming_the_field(repo_root, tmp_path, capsys):
@@ -210,9 +210,10 @@ def test_cli_eval_fails_fast_naming_the_field(repo_root, tmp_path, capsys):
     cfg = str(repo_root / "configs" / "eval-toy.yaml")
     assert main(["eval", "--config", cfg, "--set", "eval.policy_a=null"]) == 2
     assert "eval.policy_a: required" in capsys.readouterr().err
-    # A config without an eval section (a training config) names the field to add first.
+    # A config of another verb says so in one line.
     assert main(["eval", "--config", str(repo_root / "configs" / "local.yaml")]) == 2
-    assert "eval.prompts: required (a held-out prompts file" in capsys.readouterr().err
+    assert capsys.readouterr().err.endswith("eval: required; this is a config of `rlaif-ray train` "
+                                            "(`rlaif-ray config schema eval` lists what eval reads)\n")
     assert main(["eval", "--config", cfg, "--set", f"eval.policy_a={tmp_path}/nope"]) == 2
     assert "eval.policy_a: model path" in capsys.readouterr().err
     assert main(["rejection-sampling", "--config", str(repo_root / "configs" / "rejection-sampling-toy.yaml"),

@@ -21,14 +21,15 @@ def _yaml(path, raw):
     return path
 
 
-def test_label_config_needs_no_policy_or_prompts(tmp_path):
+def test_label_config_holds_only_what_label_reads(tmp_path):
     cfg = load_label_config(_yaml(tmp_path / "c.yaml", {"model": {"labeler": "some/judge"},
                                                        "label": {"source": "pairs.jsonl"}}), ["label.shard_size=8"])
-    assert (cfg.model.policy, cfg.data.source, cfg.label.shard_size) == ("some/judge", "pairs.jsonl", 8)
-    # Given ones are kept.
-    cfg = load_label_config(_yaml(tmp_path / "d.yaml", {"model": {"labeler": "j", "policy": "p"},
-                                                       "data": {"source": "s"}}))
-    assert (cfg.model.policy, cfg.data.source) == ("p", "s")
+    assert (cfg.model.labeler, cfg.label.source, cfg.label.shard_size) == ("some/judge", "pairs.jsonl", 8)
+    assert not hasattr(cfg.model, "policy") and not hasattr(cfg, "data")
+    # A training field in a label config is named, with the verbs that read it.
+    with pytest.raises(ConfigError, match=r"(?m)^model.policy: not read by `rlaif-ray label` \(only by train, "):
+        load_label_config(_yaml(tmp_path / "d.yaml", {"model": {"labeler": "j", "policy": "p"},
+                                                     "label": {"source": "s"}}))
 
 
 def test_label_config_with_the_old_context_fields_says_what_to_write(tmp_path):
@@ -45,9 +46,11 @@ def test_label_config_errors_name_the_field(tmp_path):
     with pytest.raises(ConfigError, match=r"model.labeler: Field required"):
         load_label_config(_yaml(tmp_path / "c.yaml", {"model": {}, "label": {"source": "x"}}))
     with pytest.raises(ConfigError, match=r"label.shard_size: Input should be greater than or equal to 1"):
-        load_label_config(_yaml(tmp_path / "c.yaml", {"model": {"labeler": "j"}, "label": {"shard_size": 0}}))
+        load_label_config(_yaml(tmp_path / "c.yaml", {"model": {"labeler": "j"}, "label": {"source": "x", "shard_size": 0}}))
     with pytest.raises(ConfigError, match=r"label.format: Input should be 'generic', 'summarize_from_feedback' or 'hh_rlhf'"):
-        load_label_config(_yaml(tmp_path / "c.yaml", {"model": {"labeler": "j"}, "label": {"format": "csv"}}))
+        load_label_config(_yaml(tmp_path / "c.yaml", {"model": {"labeler": "j"}, "label": {"source": "x", "format": "csv"}}))
+    with pytest.raises(ConfigError, match=r"(?m)^label.source: Field required$"):
+        load_label_config(_yaml(tmp_path / "c.yaml", {"model": {"labeler": "j"}, "label": {}}))
     with pytest.raises(ConfigError, match="config file not found"):
         load_label_config(tmp_path / "missing.yaml")
 

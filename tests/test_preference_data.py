@@ -104,8 +104,6 @@ def test_bad_json_line_and_non_object(tmp_path):
 
 
 def test_source_errors(tmp_path):
-    with pytest.raises(DataError, match=r"label.source: a label run needs a pairs dataset"):
-        load_pairs(LabelSection())
     with pytest.raises(DataError, match=r"label.source: .*nope.jsonl: no such file"):
         load_pairs(LabelSection(source=str(tmp_path / "nope.jsonl")))
     (tmp_path / "p.csv").write_text("a,b\n")

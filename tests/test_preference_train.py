@@ -197,8 +197,8 @@ def test_sections_validate():
         RewardModelTrainSection(data="x", margin=1.0)
     assert RewardModelTrainSection(data="x", labels="hard", margin=1.0).margin == 1.0
     with pytest.raises(ValueError, match="batch_size: 10 must be divisible by num_workers"):
-        DPOSection(batch_size=10, num_workers=4)
-    assert DPOSection().labels == "hard" and RewardModelTrainSection().labels == "soft"
+        DPOSection(data="x", batch_size=10, num_workers=4)
+    assert DPOSection(data="x").labels == "hard" and RewardModelTrainSection(data="x").labels == "soft"
 
 
 def test_reward_sources_need_a_model_and_label():
@@ -215,15 +215,17 @@ def test_config_errors_name_the_field(repo_root):
     with pytest.raises(ConfigError, match="reward.sources.1: model: kind reward_model needs model"):
         load_config(repo_root / "configs" / "local.yaml", ["reward.sources=[{kind: labeler_direct}, {kind: reward_model}]"])
     with pytest.raises(ConfigError, match="dpo.eval_fraction"):
-        load_config(repo_root / "configs" / "local.yaml", ["dpo.eval_fraction=1.5"])
+        load_config(repo_root / "configs" / "dpo-toy.yaml", ["dpo.eval_fraction=1.5"], "dpo")
+    with pytest.raises(ConfigError, match=r"(?m)^reward_model_train.data: Field required$"):
+        load_config(repo_root / "configs" / "train-rm-toy.yaml", ["reward_model_train={epochs: 1}"], "train-rm")
 
 
 def test_example_configs_load(repo_root):
     from rlaif_ray.driver.preference import load_preference_config
 
     rm = load_preference_config(repo_root / "configs" / "train-rm-toy.yaml", [], "rm")
-    assert rm.reward_model_train.labels == "soft" and rm.model.labeler == rm.model.policy
-    assert rm.data.source == rm.reward_model_train.data
+    assert rm.reward_model_train.labels == "soft" and list(type(rm).model_fields) == ["run", "ray", "model",
+                                                                                      "reward_model_train"]
     dpo = load_preference_config(repo_root / "configs" / "dpo-toy.yaml", ["dpo.beta=0.2"], "dpo")
     assert dpo.dpo.beta == 0.2 and math.isclose(dpo.dpo.lr, 1e-4)
 

@@ -1,5 +1,5 @@
-"""Reading a run YAML: dotted overrides, validation with errors that name the field path,
-dumping, and the schema `rlaif-ray config schema` prints."""
+"""Reading a verb's YAML: dotted overrides, validation into that verb's config type with
+errors that name the field path, dumping, and the schema `rlaif-ray config schema VERB` prints."""
 
 from __future__ import annotations
 
@@ -8,18 +8,57 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from rlaif_ray.config.run import RunConfig
+from rlaif_ray.config.run import RejectionSamplingConfig, TrainConfig
+from rlaif_ray.config.sections import VerbConfig
+from rlaif_ray.config.verbs import DPOConfig, EvalConfig, LabelConfig, RewardModelConfig
 from rlaif_ray.errors import ConfigError
 
-def _format_validation_error(err: ValidationError) -> str:
+VERB_CONFIGS: dict[str, type[VerbConfig]] = {
+    "train": TrainConfig, "label": LabelConfig, "train-rm": RewardModelConfig, "dpo": DPOConfig,
+    "eval": EvalConfig, "rejection-sampling": RejectionSamplingConfig,
+}
+"""Each verb's config type: it holds only the sections that verb reads."""
+
+# The one section only that verb has: how `config validate` tells a file's verb, and how a
+# section in the wrong file is named.
+VERB_SECTIONS = {"label": "label", "reward_model_train": "train-rm", "dpo": "dpo", "eval": "eval",
+                 "rejection_sampling": "rejection-sampling"}
+
+
+def _format_validation_error(err: ValidationError, verb: str) -> str:
     lines = []
     for e in err.errors():
         path = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            msg = "unknown key"
+            msg = _unknown_key_message(path, verb)
         lines.append(f"{path}: {msg}" if path != "(top level)" or ": " not in msg else msg)
     return "\n".join(lines)
+
+
+def _unknown_key_message(path: str, verb: str) -> str:
+    """'unknown key', or, for a field another verb reads, which verbs read it."""
+    readers = [v for v, model in VERB_CONFIGS.items() if v != verb and _has_field(model, path.split("."))]
+    if not readers:
+        return "unknown key"
+    return f"not read by `rlaif-ray {verb}` (only by {', '.join(readers)}); remove it"
+
+
+def _has_field(model: type[BaseModel], parts: list[str]) -> bool:
+    field = model.model_fields.get(parts[0])
+    if field is None:
+        return False
+    sub = section_model(field.annotation)
+    return len(parts) == 1 or (sub is not None and _has_field(sub, parts[1:]))
+
+
+def infer_verb(raw: dict) -> str:
+    """The verb a YAML is for: the one whose own section it holds (train when none)."""
+    found = [verb for key, verb in VERB_SECTIONS.items() if key in raw]
+    if len(found) > 1:
+        raise ConfigError(f"sections {', '.join(k for k in VERB_SECTIONS if k in raw)}: one config is for one verb; "
+                          "split it into one file per verb")
+    return found[0] if found else "train"
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -54,11 +93,24 @@ def _list_index(items: list, part: str, key: str) -> int:
     return int(part)
 
 
-def config_from_dict(raw: dict, source: str = "config") -> RunConfig:
+def config_from_dict(raw: dict, source: str = "config", verb: str = "train"):
+    """`raw` validated as `verb`'s config type (VERB_CONFIGS)."""
+    own = next((key for key, v in VERB_SECTIONS.items() if v == verb), None)
+    if own and own not in raw:  # one line instead of a page of keys this verb does not read
+        raise ConfigError(f"{source}: {own}: required; this is a config of `rlaif-ray {infer_verb(raw)}` "
+                          f"(`rlaif-ray config schema {verb}` lists what {verb} reads)")
     try:
-        return RunConfig.model_validate(raw)
+        return VERB_CONFIGS[verb].model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(f"{source}:\n{_format_validation_error(err)}") from None
+        raise ConfigError(f"{source}:\n{_format_validation_error(err, verb)}") from None
+
+
+def drop_other_verbs(raw: dict) -> dict:
+    """A training run's config.yaml written before 2026-12 held every verb's section (at its
+    defaults); the run reads none of them, and dropping them keeps those runs resumable."""
+    if all(key in raw for key in ("reward_model_train", "dpo", "rejection_sampling", "label")):
+        raw = {k: v for k, v in raw.items() if k not in VERB_SECTIONS}
+    return raw
 
 
 def read_raw_config(path: str | Path, overrides: list[str] | None = None) -> dict:
@@ -75,16 +127,19 @@ def read_raw_config(path: str | Path, overrides: list[str] | None = None) -> dic
     return apply_overrides(raw, overrides or [])
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Read, override and validate one run YAML. Relative local paths resolve against the CWD."""
-    return config_from_dict(read_raw_config(path, overrides), str(path))
+def load_config(path: str | Path, overrides: list[str] | None = None, verb: str = "train"):
+    """Read, override and validate one YAML as `verb`'s config. Relative local paths resolve against the CWD."""
+    raw = read_raw_config(path, overrides)
+    if verb == "train":
+        raw = drop_other_verbs(raw)
+    return config_from_dict(raw, str(path), verb)
 
 
-def dump_config(cfg: RunConfig) -> str:
+def dump_config(cfg: VerbConfig) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
 
 
-def describe_schema(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[str]:
+def describe_schema(model: type[BaseModel] = TrainConfig, prefix: str = "") -> list[str]:
     """One line per field: dotted path, type, default and description."""
     lines = []
     for name, field in model.model_fields.items():

@@ -1,58 +1,47 @@
-"""`RunConfig`: one run's whole config, and the rules that cross sections."""
+"""The config types of the verbs that start the training roles (rollout, labeler, learners):
+`TrainConfig` (`rlaif-ray train`) and `RejectionSamplingConfig` (`rlaif-ray
+rejection-sampling`), on `RolesConfig`, what both hold; and the rules that cross sections."""
 
 from __future__ import annotations
 
-from typing import Any
+from pydantic import Field
 
-from pydantic import Field, model_validator
-
-from rlaif_ray.config.sections import DataSection, ModelSection, RayInit, RunSection, _Strict
+from rlaif_ray.config.sections import DataSection, ModelSection, VerbConfig
 from rlaif_ray.config.training import (ChaosSection, KLSection, LabelerSection, LearnerSection, PipelineSection,
                                        PPOSection, ReferenceSection, RewardSection, RolloutSection, SyncSection)
-from rlaif_ray.config.verbs import (DPOSection, EvalSection, LabelSection, RejectionSamplingSection,
-                                    RewardModelTrainSection)
+from rlaif_ray.config.verbs import RejectionSamplingSection
 
-class RunConfig(_Strict):
-    """The whole run. Sections mirror the roles of the system."""
 
-    run: RunSection = Field(default_factory=RunSection, description="Run length, seed, checkpoints and fault tolerance.")
-    ray: RayInit = Field(default_factory=RayInit, description="How Ray is started or joined.")
+class RolesConfig(VerbConfig):
+    """The sections the training roles read: models, prompts, rollout, labeler, reward, learners, sync."""
+
     model: ModelSection = Field(..., description="Policy and labeler models.")
     data: DataSection = Field(..., description="Prompt dataset and tokenization limits.")
     rollout: RolloutSection = Field(default_factory=RolloutSection, description="vLLM rollout actors and sampling.")
     labeler: LabelerSection = Field(default_factory=LabelerSection, description="AI labeler actors and prompts.")
     reward: RewardSection = Field(default_factory=RewardSection, description="Reward sources and objective.")
-    reference: ReferenceSection = Field(default_factory=ReferenceSection, description="Reference-policy scorer.")
     learner: LearnerSection = Field(default_factory=LearnerSection, description="DeepSpeed learner workers and optimiser.")
-    ppo: PPOSection = Field(default_factory=PPOSection, description="Advantage estimator and PPO loss settings.")
-    kl: KLSection = Field(default_factory=KLSection, description="KL penalty to the reference policy.")
     sync: SyncSection = Field(default_factory=SyncSection, description="Weight sync from learners to rollout engines.")
-    pipeline: PipelineSection = Field(default_factory=PipelineSection, description="Overlap of generation with scoring and training (staleness bound, chunks).")
-    chaos: ChaosSection = Field(default_factory=ChaosSection, description="Fault injection for recovery tests (empty in real runs).")
-    reward_model_train: RewardModelTrainSection = Field(default_factory=RewardModelTrainSection, description="Reward-model training (`rlaif-ray train-rm`); unused by PPO.")
-    dpo: DPOSection = Field(default_factory=DPOSection, description="DPO from preference pairs (`rlaif-ray dpo`); unused by PPO.")
-    eval: EvalSection | None = Field(None, description="Policy-vs-policy evaluation (`rlaif-ray eval`, which requires it); null in other runs.")
-    rejection_sampling: RejectionSamplingSection = Field(default_factory=RejectionSamplingSection, description="Best-of-n rejection sampling (`rlaif-ray rejection-sampling`).")
-    label: LabelSection = Field(default_factory=LabelSection, description="AI preference labeling of response pairs (`rlaif-ray label`); unused by PPO.")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _drop_default_eval(cls, raw: Any) -> Any:
-        # Every run's config.yaml written before eval.prompts became required holds the whole
-        # eval section at its defaults (policy_a and prompts null): it names nothing to
-        # evaluate, and dropping it keeps those runs resumable. A section that names a
-        # policy_a, or leaves prompts out, is validated (and fails naming eval.prompts).
-        e = raw.get("eval") if isinstance(raw, dict) else None
-        if isinstance(e, dict) and "prompts" in e and e["prompts"] is None and e.get("policy_a") is None:
-            raw = {**raw, "eval": None}
-        return raw
+    # What the two verbs answer differently, read by the shared role code.
+    @property
+    def minibatch_size(self) -> int:
+        """Rows per optimiser step, over all learners."""
+        raise NotImplementedError
 
-    @model_validator(mode="after")
-    def _cross_field(self) -> "RunConfig":
-        errors = list(_cross_field_errors(self))
-        if errors:
-            raise ValueError("; ".join(errors))
-        return self
+    @property
+    def uses_critic(self) -> bool:
+        return False
+
+    @property
+    def max_staleness(self) -> int:
+        """Batches the rollout engines may generate ahead of the learners."""
+        return 0
+
+    @property
+    def chunk_prompts(self) -> int | None:
+        """Prompts per rollout chunk; None: one chunk per engine."""
+        return None
 
     # Derived values live here, in one place.
     @property
@@ -62,17 +51,13 @@ class RunConfig(_Strict):
     @property
     def rollout_sequences_per_call(self) -> int:
         """The most sequences one rollout engine generates at once: its share of a batch's
-        prompts (or one chunk of pipeline.chunk_prompts) × samples_per_prompt."""
-        prompts = self.pipeline.chunk_prompts or -(-self.data.prompts_per_iteration // self.rollout.num_actors)
+        prompts (or one chunk of chunk_prompts) × samples_per_prompt."""
+        prompts = self.chunk_prompts or -(-self.data.prompts_per_iteration // self.rollout.num_actors)
         return min(prompts, self.data.prompts_per_iteration) * self.rollout.sampling.samples_per_prompt
 
     @property
     def rollout_tokens_per_sequence(self) -> int:
         return self.data.max_prompt_tokens + self.rollout.sampling.max_new_tokens
-
-    @property
-    def uses_critic(self) -> bool:
-        return self.ppo.algorithm == "ppo"
 
     @property
     def uses_labeler(self) -> bool:
@@ -88,16 +73,52 @@ class RunConfig(_Strict):
             return self.learner.backend
         return "nccl" if self.uses_gpus else "gloo"
 
+    def cross_field_errors(self):
+        labels = [s.label for s in self.reward.sources]
+        if len(set(labels)) != len(labels):
+            yield f"reward.sources: source names must be unique, got {labels}"
+        if self.uses_labeler and (self.labeler.score_min, self.labeler.score_max) != (1, 10):
+            yield (f"labeler.score_min/score_max: direct RLAIF rewards need the score range 1..10, "
+                   f"got {self.labeler.score_min}..{self.labeler.score_max}")
+        if self.sync.backend == "nccl" and not (self.uses_gpus and self.rollout.resources.num_gpus > 0):
+            yield "sync.backend: nccl needs GPUs on the learner and rollout roles (resources.num_gpus > 0)"
+        if self.learner.backend == "nccl" and not self.uses_gpus:
+            yield "learner.backend: nccl needs learner.resources.num_gpus > 0"
 
-def _cross_field_errors(c: RunConfig):
-    labels = [s.label for s in c.reward.sources]
-    if len(set(labels)) != len(labels):
-        yield f"reward.sources: source names must be unique, got {labels}"
+
+class TrainConfig(RolesConfig):
+    """`rlaif-ray train`: PPO (or GRPO, RLOO, REINFORCE++) with AI feedback."""
+
+    reference: ReferenceSection = Field(default_factory=ReferenceSection, description="Reference-policy scorer.")
+    ppo: PPOSection = Field(default_factory=PPOSection, description="Advantage estimator and PPO loss settings.")
+    kl: KLSection = Field(default_factory=KLSection, description="KL penalty to the reference policy.")
+    pipeline: PipelineSection = Field(default_factory=PipelineSection, description="Overlap of generation with scoring and training (staleness bound, chunks).")
+    chaos: ChaosSection = Field(default_factory=ChaosSection, description="Fault injection for recovery tests (empty in real runs).")
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.ppo.minibatch_size
+
+    @property
+    def uses_critic(self) -> bool:
+        return self.ppo.algorithm == "ppo"
+
+    @property
+    def max_staleness(self) -> int:
+        return self.pipeline.max_staleness
+
+    @property
+    def chunk_prompts(self) -> int | None:
+        return self.pipeline.chunk_prompts
+
+    def cross_field_errors(self):
+        yield from super().cross_field_errors()
+        yield from _train_errors(self)
+
+
+def _train_errors(c: TrainConfig):
     if not any(s.weight for s in c.reward.sources):
         yield "reward.sources: at least one source needs a non-zero weight"
-    if c.uses_labeler and (c.labeler.score_min, c.labeler.score_max) != (1, 10):
-        yield (f"labeler.score_min/score_max: direct RLAIF rewards need the score range 1..10, "
-               f"got {c.labeler.score_min}..{c.labeler.score_max}")
     if c.ppo.algorithm in ("grpo", "rloo") and c.rollout.sampling.samples_per_prompt < 2:
         yield f"rollout.sampling.samples_per_prompt: {c.ppo.algorithm} needs ≥ 2 samples per prompt"
     n = c.samples_per_iteration
@@ -109,8 +130,6 @@ def _cross_field_errors(c: RunConfig):
                f"({c.learner.num_workers}) for data parallelism")
     if c.kl.controller == "adaptive" and c.kl.target is None:
         yield "kl.target: the adaptive KL controller needs a target KL"
-    if c.sync.backend == "nccl" and not (c.uses_gpus and c.rollout.resources.num_gpus > 0):
-        yield "sync.backend: nccl needs GPUs on the learner and rollout roles (resources.num_gpus > 0)"
     sizes = {"rollout": c.rollout.num_actors, "labeler": c.labeler.num_actors, "reference": c.reference.num_actors,
              "learner": c.learner.num_workers}
     for k, f in enumerate(c.chaos.faults):
@@ -118,8 +137,41 @@ def _cross_field_errors(c: RunConfig):
             yield f"chaos.faults.{k}.actor: {f.role} has {sizes[f.role]} actor(s), no index {f.actor}"
         if f.iteration > c.run.iterations:
             yield f"chaos.faults.{k}.iteration: the run has only {c.run.iterations} iterations"
-    if c.learner.backend == "nccl" and not c.uses_gpus:
-        yield "learner.backend: nccl needs learner.resources.num_gpus > 0"
     if c.pipeline.max_staleness and c.ppo.off_policy_correction == "none" and not c.pipeline.allow_uncorrected:
         yield (f"pipeline.max_staleness: {c.pipeline.max_staleness} trains on samples of older policies; set "
                f"ppo.off_policy_correction to tis or decoupled (or pipeline.allow_uncorrected: true to train them as on-policy)")
+
+
+class RejectionSamplingConfig(RolesConfig):
+    """`rlaif-ray rejection-sampling`: best-of-n by the AI labeler's direct reward, then SFT on the winners.
+
+    run.iterations rounds, each over data.prompts_per_iteration prompts with n =
+    rollout.sampling.samples_per_prompt samples each. `function` reward sources are logged
+    (all samples vs kept ones), never used to pick; source weights are not read.
+    """
+
+    rejection_sampling: RejectionSamplingSection = Field(default_factory=RejectionSamplingSection,
+                                                         description="Best-of-n rejection sampling and its fine-tune.")
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.rejection_sampling.minibatch_size
+
+    def cross_field_errors(self):
+        yield from super().cross_field_errors()
+        rs, n = self.rejection_sampling, self.rollout.sampling.samples_per_prompt
+        if n < 2:
+            yield f"rollout.sampling.samples_per_prompt: best-of-n needs n ≥ 2, got {n}"
+        if self.data.prompts_per_iteration % rs.minibatch_size:
+            yield (f"rejection_sampling.minibatch_size: {rs.minibatch_size} must divide data.prompts_per_iteration "
+                   f"({self.data.prompts_per_iteration}): one kept sample per prompt")
+        if rs.minibatch_size % self.learner.num_workers:
+            yield (f"rejection_sampling.minibatch_size: {rs.minibatch_size} must be divisible by "
+                   f"learner.num_workers ({self.learner.num_workers}) for data parallelism")
+        kinds = [s.kind for s in self.reward.sources]
+        if kinds.count("labeler_direct") != 1:
+            yield ("reward.sources: rejection sampling keeps the best sample by the labeler's direct reward; "
+                   f"give exactly one labeler_direct source (and function sources to log), got {kinds}")
+        for k, kind in enumerate(kinds):
+            if kind not in ("labeler_direct", "function"):
+                yield f"reward.sources.{k}.kind: rejection sampling reads only labeler_direct and function sources, not {kind}"

@@ -1,11 +1,12 @@
 """The sections every verb shares: the run itself, Ray, the models, the prompt data, and
-what one actor reserves; plus the strict base every section derives from."""
+what one actor reserves; plus the strict base every section derives from. The model and
+prompt sections come in the shapes the verbs need: a verb's config holds only what it reads."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Strict(BaseModel):
@@ -66,24 +67,51 @@ class RayInit(_Strict):
     env_vars: dict[str, str] = Field(default_factory=dict, description="Extra environment variables for every actor (runtime_env).")
 
 
-class ModelSection(_Strict):
-    policy: str = Field(..., description="Policy (and reference) model: HF hub name or local path.")
-    labeler: str = Field(..., description="AI labeler model: HF hub name or local path.")
+class _Engines(_Strict):
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Dtype of every engine.")
     trust_remote_code: bool = Field(False, description="Passed to from_pretrained and vLLM.")
 
 
-class DataSection(_Strict):
-    source: str = Field(..., description="Prompts: a .jsonl/.json/.parquet file, a directory of Parquet, or an HF dataset name.")
-    split: str = Field("train", description="Dataset split when `source` is an HF dataset name.")
-    prompt_column: str = Field("prompt", description="Column holding the prompt text.")
-    prompts_per_iteration: int = Field(8, ge=1, description="Distinct prompts per PPO iteration.")
-    max_prompt_tokens: int = Field(128, ge=1, description="Prompts longer than this are truncated or dropped (counted).")
-    long_prompts: Literal["truncate", "drop"] = Field("truncate", description="What to do with a prompt over max_prompt_tokens.")
+class PolicyModel(_Engines):
+    """The model a verb trains or answers with (train-rm, dpo)."""
+
+    policy: str = Field(..., description="Policy (and reference) model: HF hub name or local path.")
+
+
+class LabelerModel(_Engines):
+    """The AI labeler alone (label)."""
+
+    labeler: str = Field(..., description="AI labeler model: HF hub name or local path.")
+
+
+class ModelSection(PolicyModel, LabelerModel):
+    """Policy and labeler (train, rejection-sampling, eval)."""
+
+
+class PromptFormat(_Strict):
+    """How a prompt record becomes the policy's input text (dpo reads only this)."""
+
     chat_template: bool = Field(False, description="Render each prompt with the policy tokenizer's chat template (user turn, assistant turn opened); "
                                 "needed for prompts stored as chat messages [{role, content}, ...].")
     system_prompt: str | None = Field(None, description="System message put before every prompt (chat_template only; "
                                       "a prompt's own system message wins).")
+
+
+class HeldOutPromptFormat(PromptFormat):
+    """eval's prompt format: the held-out prompts come from eval.prompts."""
+
+    max_prompt_tokens: int = Field(128, ge=1, description="Held-out prompts longer than this are truncated as training prompts are.")
+
+
+class DataSection(PromptFormat):
+    """The training prompts (train, rejection-sampling)."""
+
+    source: str = Field(..., description="Prompts: a .jsonl/.json/.parquet file, a directory of Parquet, or an HF dataset name.")
+    split: str = Field("train", description="Dataset split when `source` is an HF dataset name.")
+    prompt_column: str = Field("prompt", description="Column holding the prompt text.")
+    prompts_per_iteration: int = Field(8, ge=1, description="Distinct prompts per iteration (per PPO iteration, or per rejection-sampling round).")
+    max_prompt_tokens: int = Field(128, ge=1, description="Prompts longer than this are truncated or dropped (counted).")
+    long_prompts: Literal["truncate", "drop"] = Field("truncate", description="What to do with a prompt over max_prompt_tokens.")
 
 
 class Sampling(_Strict):
@@ -93,3 +121,21 @@ class Sampling(_Strict):
     top_k: int = Field(-1, description="Top-k sampling; -1 disables.")
     max_new_tokens: int = Field(32, ge=1, description="Longest response, tokens.")
     stop: list[str] = Field(default_factory=list, description="Stop strings (eos always stops).")
+
+
+class VerbConfig(_Strict):
+    """What every verb's config holds: the run itself and how Ray is started or joined."""
+
+    run: RunSection = Field(default_factory=RunSection, description="Run length, seed, checkpoints and fault tolerance.")
+    ray: RayInit = Field(default_factory=RayInit, description="How Ray is started or joined.")
+
+    @model_validator(mode="after")
+    def _cross_field(self):
+        errors = list(self.cross_field_errors())
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
+
+    def cross_field_errors(self):
+        """The rules that cross sections, one message (naming the field) per broken rule."""
+        return iter(())

@@ -10,15 +10,20 @@ from pydantic import Field, model_validator
 
 from rlaif_ray.config.sections import Resources, Sampling, _Strict
 
-class RolloutSection(_Strict):
-    num_actors: int = Field(2, ge=1, description="vLLM rollout actors.")
-    sampling: Sampling = Field(default_factory=Sampling, description="Generation settings.")
+class AnswerEngines(_Strict):
+    """vLLM engines that answer prompts with a policy: the rollout actors, and eval's answer engines."""
+
     kv_cache_mib: int | None = Field(
         None, ge=16, description="KV cache per engine on CPU, MiB. null: sized to hold every sequence of one generate call at "
         "once (its prompts × samples_per_prompt, prompt + new tokens each), at most 1/8 of the node's RAM. A cache too small "
         "for them makes vLLM generate in waves (measured 1.7× slower on a ~75M Llama); the run says so when it starts.")
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vLLM's GPU memory share (GPU only).")
     resources: Resources = Field(default_factory=Resources, description="Per-actor resources.")
+
+
+class RolloutSection(AnswerEngines):
+    num_actors: int = Field(2, ge=1, description="vLLM rollout actors.")
+    sampling: Sampling = Field(default_factory=Sampling, description="Generation settings.")
 
 
 class LabelerSection(_Strict):
@@ -38,6 +43,7 @@ class LabelerSection(_Strict):
     score_max: int = Field(10, description="Highest score (direct reward needs 10).")
     batch_size: int = Field(64, ge=1, description="Samples per engine call.")
     kv_cache_mib: int = Field(512, ge=16, description="KV cache of the labeler engine, MiB.")
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vLLM's GPU memory share of a labeler engine (GPU only).")
     resources: Resources = Field(default_factory=Resources, description="Per-actor resources.")
 
     @model_validator(mode="after")

@@ -1,5 +1,6 @@
-"""The sections only one verb reads: `eval`, `rejection-sampling`, `train-rm`, `dpo` and
-`label`."""
+"""The sections only one verb reads (`eval`, `rejection-sampling`, `train-rm`, `dpo`,
+`label`), and the config types of the verbs that start no training roles: `LabelConfig`,
+`RewardModelConfig`, `DPOConfig`, `EvalConfig`."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from rlaif_ray.config.sections import Resources, _Strict
-from rlaif_ray.config.training import moved_function_error
+from rlaif_ray.config.sections import (HeldOutPromptFormat, LabelerModel, ModelSection, PolicyModel, PromptFormat,
+                                       Resources, VerbConfig, _Strict)
+from rlaif_ray.config.training import AnswerEngines, LabelerSection, moved_function_error
 
 class EvalSampling(_Strict):
     """How each policy answers the held-out prompts."""
@@ -67,21 +69,36 @@ class EvalSection(_Strict):
 
 
 class RejectionSamplingSection(_Strict):
-    """`rlaif-ray rejection-sampling`: best-of-n by the labeler's direct reward, then SFT on the winners."""
+    """`rlaif-ray rejection-sampling`: best-of-n by the labeler's direct reward, then SFT on the winners.
 
-    rounds: int = Field(3, ge=1, description="Generate → pick best → fine-tune rounds.")
-    samples_per_prompt: int = Field(4, ge=2, description="n: samples per prompt; the best by direct reward is kept.")
-    prompts_per_round: int = Field(16, ge=1, description="Prompts per round (from data.source, in the data stream's order).")
+    The rest of a round is written where the training run writes it: run.iterations rounds,
+    data.prompts_per_iteration prompts per round, rollout.sampling.samples_per_prompt samples
+    per prompt (n), learner.lr for the fine-tune.
+    """
+
     sft_epochs: int = Field(1, ge=1, description="Passes over each round's kept samples.")
-    minibatch_size: int = Field(8, ge=1, description="Kept samples per optimiser step, over all learners (must divide prompts_per_round).")
-    lr: float = Field(1e-5, gt=0, description="SFT learning rate (AdamW; replaces learner.lr).")
+    minibatch_size: int = Field(8, ge=1, description="Kept samples per optimiser step, over all learners (must divide data.prompts_per_iteration).")
     output_dir: str = Field("runs/rejection-sampling", description="Where config.yaml, metrics.jsonl and final/hf (the policy) go.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_fields(cls, raw):
+        # Until 2026-12 this section repeated four training fields under its own names.
+        for old, new in REJECTION_MOVED.items():
+            if isinstance(raw, dict) and old in raw:
+                raise ValueError(f"{old}: write {new} instead (rejection sampling reads the training run's own field now)")
+        return raw
+
+
+REJECTION_MOVED = {"rounds": "run.iterations", "prompts_per_round": "data.prompts_per_iteration",
+                   "samples_per_prompt": "rollout.sampling.samples_per_prompt", "lr": "learner.lr"}
+"""rejection_sampling fields that moved, old name → the field that holds it now."""
 
 
 class _PreferenceTraining(_Strict):
     """What reward-model training and DPO share: preference pairs, epochs, DeepSpeed workers."""
 
-    data: str | None = Field(None, description="Preference pairs: a folder of *.parquet shards (`rlaif-ray label`) or one .parquet/.jsonl; "
+    data: str = Field(..., description="Preference pairs: a folder of *.parquet shards (`rlaif-ray label`) or one .parquet/.jsonl; "
                              "columns context, response_a, response_b and p_a and/or human_choice.")
     labels: Literal["soft", "hard", "human"] = Field("soft", description="soft: target P(A) = p_a; hard: A wins iff p_a > 0.5 (ties dropped); "
                                                      "human: human_choice (index of the preferred response; missing ones dropped).")
@@ -139,11 +156,10 @@ class LabelSection(_Strict):
 
     The labeler's engine is `model.labeler`, its prompt (task, preamble, few-shot, chain of
     thought) and actors come from `labeler:`; its context is sized from `label.max_pair_tokens`
-    (the job checks that every pair fits before it starts). A label YAML may leave out `model.policy` and `data.source`:
-    the label verb sets them to `model.labeler` and `label.source` (a label run reads neither).
+    (the job checks that every pair fits before it starts).
     """
 
-    source: str | None = Field(None, description="Pairs: a .jsonl/.json/.parquet file, a directory of Parquet, or an HF dataset name (required by `rlaif-ray label`).")
+    source: str = Field(..., description="Pairs: a .jsonl/.json/.parquet file, a directory of Parquet, or an HF dataset name.")
     format: Literal["generic", "summarize_from_feedback", "hh_rlhf"] = Field(
         "generic", description="generic: the *_column fields; summarize_from_feedback: OpenAI comparisons (info.post, summaries[i].text, choice); "
         "hh_rlhf: Anthropic chosen/rejected dialogues.")
@@ -159,3 +175,37 @@ class LabelSection(_Strict):
     max_pairs: int | None = Field(None, ge=1, description="Label only the first N pairs of the source; null: all.")
     max_pair_tokens: int = Field(160, ge=1, description="Tokens of one pair's text (context and both responses) the labeler engine "
                                  "makes room for: its context is 512 + 256·few-shot + this (+ rationale). Every pair is checked before starting.")
+
+
+class LabelConfig(VerbConfig):
+    """`rlaif-ray label`: AI preference labels for a dataset of response pairs."""
+
+    model: LabelerModel = Field(..., description="The AI labeler.")
+    labeler: LabelerSection = Field(default_factory=LabelerSection, description="Labeler actors and prompts.")
+    label: LabelSection = Field(..., description="The pairs, their format and where the labels go.")
+
+
+class RewardModelConfig(VerbConfig):
+    """`rlaif-ray train-rm`: a reward model from preference pairs."""
+
+    model: PolicyModel = Field(..., description="model.policy: the RM's backbone when reward_model_train.backbone is null.")
+    reward_model_train: RewardModelTrainSection = Field(..., description="The pairs, the training and where the RM goes.")
+
+
+class DPOConfig(VerbConfig):
+    """`rlaif-ray dpo`: the policy fine-tuned by DPO on preference pairs."""
+
+    model: PolicyModel = Field(..., description="model.policy: the policy (and its frozen reference) when dpo.policy is null.")
+    data: PromptFormat = Field(default_factory=PromptFormat, description="How prompts are rendered (as the policy sees them in PPO).")
+    dpo: DPOSection = Field(..., description="The pairs, the training and where the policy goes.")
+
+
+class EvalConfig(VerbConfig):
+    """`rlaif-ray eval`: policy A against policy B on held-out prompts, judged by the AI labeler."""
+
+    model: ModelSection = Field(..., description="model.policy: policy B when eval.policy_b is null; model.labeler: the judge.")
+    data: HeldOutPromptFormat = Field(default_factory=HeldOutPromptFormat, description="How held-out prompts are rendered and cut.")
+    rollout: AnswerEngines = Field(default_factory=AnswerEngines, description="The engines that answer (eval.actors_per_policy per policy).")
+    labeler: LabelerSection = Field(default_factory=LabelerSection, description="The judge's actors and prompts.")
+    eval: EvalSection = Field(..., description="The two policies, the prompts and the report.")
+

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from actors.classifier import ClassifierActor
 from actors.generator import GeneratorActor
 from actors.labeler import LabelerActor
-from rlaif_ray.config import ConfigError, EvalSection, HarmlessJudge, RewardSource, RunConfig
+from rlaif_ray.config import ConfigError, EvalConfig, HarmlessJudge, RewardSource
 from rlaif_ray.curves import describe_runs, plot_curves
 from rlaif_ray.driver.logs import RunLogs
 from rlaif_ray.driver.calls import CallPolicy
@@ -38,17 +38,9 @@ from rlaif_ray.rewards import function_rewards
 OUTPUTS = ("eval.json", "report.md", "answers.jsonl")
 
 
-def eval_section(cfg: RunConfig) -> EvalSection:
-    """The config's eval section; a config without one cannot be evaluated."""
-    if cfg.eval is None:
-        raise ConfigError("eval.prompts: required (a held-out prompts file or dataset; for the toy task "
-                          ".cache/tiny-models/prompts-heldout.jsonl), and eval.policy_a; this config has no eval section")
-    return cfg.eval
-
-
-def check_eval(cfg: RunConfig, output_dir: Path, overwrite: bool) -> tuple[str, str]:
+def check_eval(cfg: EvalConfig, output_dir: Path, overwrite: bool) -> tuple[str, str]:
     """Everything checkable without Ray; returns the (A, B) model refs."""
-    e = eval_section(cfg)
+    e = cfg.eval
     if not e.policy_a:
         raise ConfigError("eval.policy_a: required (an HF folder, e.g. RUN_DIR/checkpoints/iter-000012/hf); "
                           "give it with --set eval.policy_a=PATH")
@@ -83,11 +75,11 @@ def _split(items: list, parts: int) -> list[list]:
     return [[items[i] for i in idx] for idx in np.array_split(np.arange(len(items)), parts) if len(idx)]
 
 
-def evaluate(cfg: RunConfig, overwrite: bool = False, progress: bool = True, verbose: bool = False) -> dict:
+def evaluate(cfg: EvalConfig, overwrite: bool = False, progress: bool = True, verbose: bool = False) -> dict:
     """Run the whole evaluation; writes the outputs into eval.output_dir and returns the summary.
     Engine and driver output goes to eval.output_dir/logs/; `verbose` streams it instead."""
     start = time.perf_counter()
-    e = eval_section(cfg)
+    e = cfg.eval
     out = Path(e.output_dir)
     policy_a, policy_b = check_eval(cfg, out, overwrite)
     logs = RunLogs.under(out, verbose)
@@ -143,7 +135,7 @@ class EvalPools:
             pool.shutdown()
 
 
-def start_pools(cfg: RunConfig, policy_a: str, policy_b: str, logs: RunLogs) -> EvalPools:
+def start_pools(cfg: EvalConfig, policy_a: str, policy_b: str, logs: RunLogs) -> EvalPools:
     """Create every pool at once (engines build concurrently), then wait until all answer."""
     e, started = cfg.eval, time.perf_counter()
     timeout, policy, env = cfg.run.startup_timeout_s, CallPolicy.of(cfg.run), actor_env(cfg.ray)
@@ -204,7 +196,7 @@ def harmless_probabilities(classifier: ActorPool, h: HarmlessJudge, texts: list[
     return out
 
 
-def summarize(cfg: RunConfig, policy_a: str, policy_b: str, texts: list[str], answers: dict, truncated: int,
+def summarize(cfg: EvalConfig, policy_a: str, policy_b: str, texts: list[str], answers: dict, truncated: int,
               prefs: dict, harmless: dict | None, out: Path) -> tuple[dict, dict]:
     """eval.json's content, and the function judge's scores per side ({} without one)."""
     e = cfg.eval

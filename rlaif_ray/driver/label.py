@@ -22,7 +22,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from actors.labeler import LabelerActor
-from rlaif_ray.config import ConfigError, RunConfig, config_from_dict, read_raw_config
+from rlaif_ray.config import ConfigError, LabelConfig, config_from_dict, read_raw_config
 from rlaif_ray.driver.logs import RunLogs
 from rlaif_ray.driver.calls import CallPolicy
 from rlaif_ray.driver.pools import ActorPool, describe_roles, wait_all_ready
@@ -39,22 +39,12 @@ SHARD_COLUMNS = ("pair_index", "context", "response_a", "response_b", "p_a", "p_
 LABEL_SETTINGS = ("task", "preamble", "few_shot", "chain_of_thought", "rationale_max_tokens")
 
 
-def load_label_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """`load_config` for label runs: `model.policy` and `data.source` may be left out.
-
-    RunConfig requires both because every training run needs them; a label run reads
-    neither, so they default to `model.labeler` and `label.source` here, in the raw YAML,
-    and the schema stays as strict as it is for training.
-    """
+def load_label_config(path: str | Path, overrides: list[str] | None = None) -> LabelConfig:
+    """`load_config` for label runs, after refusing the two training fields label configs once
+    sized the labeler's context with."""
     raw = read_raw_config(path, overrides)
     _refuse_training_sizes(raw)
-    if raw.get("data") is None:
-        raw["data"] = {}
-    model, data, label = (raw.get(k) if isinstance(raw.get(k), dict) else {} for k in ("model", "data", "label"))
-    if "labeler" in model:
-        model.setdefault("policy", model["labeler"])
-    data.setdefault("source", label.get("source") or "(unused by label runs)")
-    return config_from_dict(raw, str(path))
+    return config_from_dict(raw, str(path), "label")
 
 
 def _refuse_training_sizes(raw: dict) -> None:
@@ -80,7 +70,7 @@ def shard_path(out: Path, k: int) -> Path:
     return out / f"shard-{k:05d}.parquet"
 
 
-def _manifest(cfg: RunConfig, pairs: list[dict]) -> dict:
+def _manifest(cfg: LabelConfig, pairs: list[dict]) -> dict:
     h = hashlib.sha256()
     for p in pairs:
         h.update(json.dumps([p["context"], p["response_a"], p["response_b"], p["human_choice"]]).encode())
@@ -146,7 +136,7 @@ def write_shard(out: Path, k: int, lo: int, pairs: list[dict], result: dict) -> 
     return path
 
 
-def check_labeler_context(cfg: RunConfig, pairs: list[dict]) -> None:
+def check_labeler_context(cfg: LabelConfig, pairs: list[dict]) -> None:
     """Fail before any actor starts if a pair's labeler prompt would not fit the engine."""
     from rlaif_ray.modeling import load_tokenizer, max_positions
 
@@ -178,7 +168,7 @@ def check_labeler_context(cfg: RunConfig, pairs: list[dict]) -> None:
                           f"label.max_pair_tokens by {need - context}")
 
 
-def label_run(cfg: RunConfig, progress: bool = True, verbose: bool = False) -> dict:
+def label_run(cfg: LabelConfig, progress: bool = True, verbose: bool = False) -> dict:
     """Label every pair of `cfg.label.source` not yet on disk; returns (and writes) the summary.
 
     Engine and driver output goes to label.output_dir/logs/; `verbose` streams it instead."""
@@ -229,7 +219,7 @@ def label_run(cfg: RunConfig, progress: bool = True, verbose: bool = False) -> d
 
 
 
-def _label_shards(pool: ActorPool, cfg: RunConfig, pairs: list[dict], bounds: list[tuple[int, int]],
+def _label_shards(pool: ActorPool, cfg: LabelConfig, pairs: list[dict], bounds: list[tuple[int, int]],
                   todo: list[int], out: Path, bar: tqdm) -> None:
     """Hand shards to the actors as they free up and write each result as it lands.
 

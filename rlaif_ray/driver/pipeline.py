@@ -75,7 +75,7 @@ class Pipeline:
     def fill(self) -> None:
         """Start batches until k + 1 are in flight (none past the run's last iteration)."""
         run = self.run
-        depth = run.cfg.pipeline.max_staleness + 1
+        depth = run.cfg.max_staleness + 1
         while len(self.batches) < depth:
             iteration = run.iteration + len(self.batches) + 1
             if iteration > run.cfg.run.iterations:
@@ -86,7 +86,7 @@ class Pipeline:
         run = self.run
         pool = run.roles.rollout
         batch = Batch(iteration, run.policy_version, prompts, [Chunk(items) for items in cut(prompts, len(pool.actors),
-                                                                                              run.cfg.pipeline.chunk_prompts)])
+                                                                                              run.cfg.chunk_prompts)])
         for j, chunk in enumerate(batch.chunks):
             chunk.gen = pool.submit(j % len(pool.actors), "generate", chunk.items, batch.version, prompts=chunk.prompts)
         return batch

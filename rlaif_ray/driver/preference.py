@@ -21,7 +21,7 @@ import ray
 from tqdm import tqdm
 
 from actors.preference_learner import PreferenceLearnerWorker
-from rlaif_ray.config import ConfigError, RunConfig, config_from_dict, read_raw_config
+from rlaif_ray.config import ConfigError, DPOConfig, RewardModelConfig, load_config
 from rlaif_ray.driver.logs import RunLogs
 from rlaif_ray.driver.calls import CallPolicy
 from rlaif_ray.driver.pools import ActorPool, describe_roles, get_with_timeout, wait_all_ready
@@ -33,33 +33,22 @@ from rlaif_ray.run_dir import RunDirError, prepare_run_dir
 MODES = {"rm": ("reward_model_train", "train-rm"), "dpo": ("dpo", "dpo")}
 
 
-def load_preference_config(path: str | Path, overrides: list[str] | None, mode: str) -> RunConfig:
-    """`load_config` for train-rm and dpo runs: `model.labeler` and `data.source` may be left
-    out (neither is read); they default to `model.policy` and the section's `data` in the raw
-    YAML, so the schema stays as strict as for PPO."""
-    raw = read_raw_config(path, overrides)
-    model, data, sec = (raw.setdefault(k, {}) for k in ("model", "data", MODES[mode][0]))
-    if isinstance(model, dict) and "policy" in model:
-        model.setdefault("labeler", model["policy"])
-    if isinstance(data, dict) and isinstance(sec, dict):
-        data.setdefault("source", sec.get("data") or f"(unused by {MODES[mode][1]} runs)")
-    return config_from_dict(raw, str(path))
+def load_preference_config(path: str | Path, overrides: list[str] | None, mode: str) -> RewardModelConfig | DPOConfig:
+    """`load_config` for train-rm (mode "rm") and dpo runs."""
+    return load_config(path, overrides, MODES[mode][1])
 
 
-def _model_field(cfg: RunConfig, mode: str) -> tuple[str, str]:
+def _model_field(cfg: RewardModelConfig | DPOConfig, mode: str) -> tuple[str, str]:
     if mode == "rm":
         sec = cfg.reward_model_train
         return ("reward_model_train.backbone", sec.backbone) if sec.backbone else ("model.policy", cfg.model.policy)
     return ("dpo.policy", cfg.dpo.policy) if cfg.dpo.policy else ("model.policy", cfg.model.policy)
 
 
-def load_training_pairs(cfg: RunConfig, mode: str) -> tuple[dict, dict]:
+def load_training_pairs(cfg: RewardModelConfig | DPOConfig, mode: str) -> tuple[dict, dict]:
     """({"train": Pairs, "eval": Pairs}, data stats), every check done before any actor starts."""
     key, verb = MODES[mode]
     sec = getattr(cfg, key)
-    if not sec.data:
-        raise ConfigError(f"{key}.data: `rlaif-ray {verb}` needs preference pairs (a folder of Parquet shards from "
-                          f"`rlaif-ray label`, or a .parquet/.jsonl file)")
     check_model_ref(*_model_field(cfg, mode))
     if mode == "dpo":
         check_prompt_format(cfg.data, _model_field(cfg, mode)[1], cfg.model.trust_remote_code)
@@ -71,7 +60,7 @@ def load_training_pairs(cfg: RunConfig, mode: str) -> tuple[dict, dict]:
     return {"train": pairs.select(train_idx), "eval": pairs.select(eval_idx)}, stats
 
 
-def train_preference_model(cfg: RunConfig, mode: str, overwrite: bool = False, progress: bool = True,
+def train_preference_model(cfg: RewardModelConfig | DPOConfig, mode: str, overwrite: bool = False, progress: bool = True,
                            verbose: bool = False) -> dict:
     """Run `rlaif-ray train-rm` (mode "rm") or `rlaif-ray dpo` (mode "dpo"); returns the summary.
     Worker and driver output goes to OUTPUT_DIR/logs/; `verbose` streams it instead."""

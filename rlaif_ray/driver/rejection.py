@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from rlaif_ray.algorithms import make_kl_controller
 from rlaif_ray.batch import RolloutBatch
-from rlaif_ray.config import ConfigError, RewardSource, RunConfig, config_from_dict
+from rlaif_ray.config import RejectionSamplingConfig, RewardSource
 from rlaif_ray.data import prompt_stream
 from rlaif_ray.driver.logs import RunLogs
 from rlaif_ray.driver.pools import get_with_timeout
@@ -41,37 +41,6 @@ from rlaif_ray.rewards import function_rewards
 from rlaif_ray.run_dir import MetricsWriter, prepare_run_dir
 
 log = logging.getLogger("rlaif_ray")
-
-
-def rejection_config(cfg: RunConfig) -> RunConfig:
-    """The run config the roles are started with, derived from `rejection_sampling`.
-
-    prompts_per_iteration = prompts_per_round, samples_per_prompt = n, the learners'
-    minibatch and lr from the section; reward sources: the labeler's direct reward (it picks
-    the winners) plus the config's `function` sources, logged with weight 0.
-    """
-    rs = cfg.rejection_sampling
-    if rs.prompts_per_round % rs.minibatch_size:
-        raise ConfigError(f"rejection_sampling.minibatch_size: {rs.minibatch_size} must divide "
-                          f"rejection_sampling.prompts_per_round ({rs.prompts_per_round}): one kept sample per prompt")
-    if rs.minibatch_size % cfg.learner.num_workers:
-        raise ConfigError(f"rejection_sampling.minibatch_size: {rs.minibatch_size} must be divisible by "
-                          f"learner.num_workers ({cfg.learner.num_workers}) for data parallelism")
-    if not any(s.kind == "labeler_direct" for s in cfg.reward.sources):
-        raise ConfigError("reward.sources: rejection sampling keeps the best sample by the labeler's direct "
-                          "reward; add a labeler_direct source")
-    raw = cfg.model_dump(mode="json")
-    raw["run"]["iterations"] = rs.rounds
-    raw["data"]["prompts_per_iteration"] = rs.prompts_per_round
-    raw["rollout"]["sampling"]["samples_per_prompt"] = rs.samples_per_prompt
-    raw["ppo"]["minibatch_size"] = rs.minibatch_size
-    # No critic: the learners build a value model only for the `ppo` estimator, and SFT
-    # trains none. The estimator itself is never used here.
-    raw["ppo"]["algorithm"] = "grpo"
-    raw["learner"]["lr"] = rs.lr
-    raw["reward"]["sources"] = [RewardSource().model_dump(mode="json")] + [
-        {**s, "weight": 0.0} for s in raw["reward"]["sources"] if s["kind"] == "function"]
-    return config_from_dict(raw, "rejection_sampling (derived run config)")
 
 
 @ray.remote(num_cpus=0)
@@ -108,9 +77,9 @@ def run_round(run: RunState) -> dict:
             facts = get_with_timeout(facts_ref, run.cfg.run.call_timeout_s, "driver", "row keys")
         nonempty = facts["response_lens"] > 0
         best = best_of_n(facts["prompt_index"], rewards, nonempty)
-        if len(best) < run.cfg.ppo.minibatch_size:
+        if len(best) < run.cfg.minibatch_size:
             log.warning("round %d: only %d samples kept, fewer than one minibatch (%d): no SFT step",
-                        run.iteration + 1, len(best), run.cfg.ppo.minibatch_size)
+                        run.iteration + 1, len(best), run.cfg.minibatch_size)
         with t("train"):
             sft = train_sft(run, shards, best)
         with t("sync"):
@@ -137,28 +106,28 @@ def run_round(run: RunState) -> dict:
     return row
 
 
-def rejection_sampling_run(cfg: RunConfig, overwrite: bool = False, progress: bool = True,
+def rejection_sampling_run(cfg: RejectionSamplingConfig, overwrite: bool = False, progress: bool = True,
                            verbose: bool = False) -> dict:
     """Check, start the roles (no reference actor), run every round, export the policy.
     Engine and driver output goes to OUTPUT_DIR/logs/; `verbose` streams it instead."""
-    rcfg = rejection_config(cfg)
-    check_models(rcfg)
+    check_models(cfg)
     out = Path(cfg.rejection_sampling.output_dir)
-    tokenizer = load_tokenizer(rcfg.model.policy, rcfg.model.trust_remote_code)
+    tokenizer = load_tokenizer(cfg.model.policy, cfg.model.trust_remote_code)
     logs = RunLogs.under(out, verbose)
     with logs.quiet_loading():
-        stream = prompt_stream(rcfg.data, tokenizer, rcfg.model.policy, rcfg.run.seed)
+        stream = prompt_stream(cfg.data, tokenizer, cfg.model.policy, cfg.run.seed)
     prepare_run_dir(out, cfg, resume=False, overwrite=overwrite)
     writer = MetricsWriter(out, cfg.run.name)
     rows = []
-    with ray_session(rcfg.ray, logs):
-        roles = start_roles(rcfg, reference=False, logs=logs)
+    with ray_session(cfg.ray, logs):
+        roles = start_roles(cfg, reference=False, logs=logs)
         try:
-            run = RunState(rcfg, roles, stream, make_kl_controller("fixed", 0.0, None, 1), make_weight_sync(rcfg.sync, roles.rollout),
+            # No KL term: the fine-tune reads no reference.
+            run = RunState(cfg, roles, stream, make_kl_controller("fixed", 0.0, None, 1), make_weight_sync(cfg.sync, roles.rollout),
                            probe_prompt(tokenizer), out)
-            bar = tqdm(total=rcfg.run.iterations, desc=f"{cfg.run.name} best-of-{rcfg.rollout.sampling.samples_per_prompt}",
+            bar = tqdm(total=cfg.run.iterations, desc=f"{cfg.run.name} best-of-{cfg.rollout.sampling.samples_per_prompt}",
                        disable=not progress, unit="round", dynamic_ncols=True, file=logs.terminal)
-            while run.iteration < rcfg.run.iterations:
+            while run.iteration < cfg.run.iterations:
                 row = run_round(run)
                 writer.write(row)
                 rows.append(row)
@@ -166,7 +135,7 @@ def rejection_sampling_run(cfg: RunConfig, overwrite: bool = False, progress: bo
                 bar.set_postfix(reward=f"{row['reward/mean']:+.3f}", kept=f"{row['reward/kept_mean']:+.3f}")
             bar.close()
             final = out / "final"
-            roles.learners.call_all("save_checkpoint", str(final), rcfg.model.policy)
+            roles.learners.call_all("save_checkpoint", str(final), cfg.model.policy)
         finally:
             writer.close()
             roles.shutdown()

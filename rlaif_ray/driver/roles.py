@@ -11,7 +11,7 @@ from actors.learner import LearnerWorker
 from actors.reference import ReferenceActor
 from actors.reward_model import RewardModelActor
 from actors.rollout import RolloutActor
-from rlaif_ray.config import RunConfig
+from rlaif_ray.config import RolesConfig
 from rlaif_ray.cores import local_node_cores, role_threads
 from rlaif_ray.driver.calls import CallPolicy, Recovery
 from rlaif_ray.driver.logs import STREAM, RunLogs
@@ -39,7 +39,7 @@ class Roles:
             pool.shutdown()
 
 
-def start_roles(cfg: RunConfig, reference: bool = True, logs: RunLogs = STREAM) -> Roles:
+def start_roles(cfg: RolesConfig, reference: bool = True, logs: RunLogs = STREAM) -> Roles:
     """Create all pools at once (engines build concurrently), then wait until all answer.
 
     `reference=False` skips the frozen reference copy (a run without a KL term). Says on the
@@ -82,7 +82,7 @@ def start_roles(cfg: RunConfig, reference: bool = True, logs: RunLogs = STREAM) 
     return roles
 
 
-def warn_if_generating_in_waves(cfg: RunConfig, logs: RunLogs) -> None:
+def warn_if_generating_in_waves(cfg: RolesConfig, logs: RunLogs) -> None:
     """Say so when a rollout engine's configured KV cache cannot hold one generate call's
     sequences at once: vLLM then generates them in waves, silently slower."""
     if cfg.rollout.kv_cache_mib is None or cfg.rollout.resources.num_gpus > 0:
@@ -95,12 +95,12 @@ def warn_if_generating_in_waves(cfg: RunConfig, logs: RunLogs) -> None:
                  "(null sizes it so)")
 
 
-def run_threads(cfg: RunConfig, reference: bool = True) -> dict[str, int | None]:
+def run_threads(cfg: RolesConfig, reference: bool = True) -> dict[str, int | None]:
     """Compute threads per role for this run's node (rlaif_ray.cores)."""
     return role_threads(cfg, local_node_cores(cfg.ray, len(os.sched_getaffinity(0))), reference)
 
 
-def start_learners(cfg: RunConfig, logs: RunLogs = STREAM, recovery: Recovery | None = None,
+def start_learners(cfg: RolesConfig, logs: RunLogs = STREAM, recovery: Recovery | None = None,
                    threads: int | None = None) -> tuple[ActorPool, list]:
     """The learner group and the refs of its DeepSpeed set-up (done when they resolve). One
     group: a lost member is not replaced alone (`replaceable=False`); the run rebuilds it.

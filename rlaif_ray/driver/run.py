@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from rlaif_ray.algorithms import make_kl_controller
 from rlaif_ray.checkpoint import CheckpointError, choose_resume_checkpoint
-from rlaif_ray.config import RunConfig
+from rlaif_ray.config import TrainConfig
 from rlaif_ray.data import prompt_stream
 from rlaif_ray.driver.logs import RunLogs
 from rlaif_ray.driver import chaos
@@ -30,7 +30,7 @@ from rlaif_ray.run_dir import MetricsWriter, prepare_run_dir, read_metrics
 
 log = logging.getLogger("rlaif_ray")
 
-def train_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, overwrite: bool = False,
+def train_run(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, overwrite: bool = False,
               progress: bool = True, verbose: bool = False) -> dict:
     """Validate everything that can be checked without Ray, then run all iterations.
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rlaif_ray.config import RunConfig
+from rlaif_ray.config import RolesConfig
 from rlaif_ray.data import PromptStream
 from rlaif_ray.driver.pipeline import Batch, Pipeline, staleness
 from rlaif_ray.driver.roles import Roles
@@ -36,7 +36,7 @@ log = logging.getLogger("rlaif_ray")
 
 @dataclass
 class RunState:
-    cfg: RunConfig
+    cfg: RolesConfig
     roles: Roles
     stream: PromptStream
     kl: object                  # FixedKLController | AdaptiveKLController

@@ -139,32 +139,44 @@ def test_toy_paths_that_left_the_library_say_where_they_went():
     assert line == (f"reward.sources.0: function: {old} moved to toy.task:rule_score "
                     "(the toy world left the library); write that instead")
     with pytest.raises(ConfigError, match=r"eval.function_judge: .* moved to toy.task:rule_score"):
-        load_config(LOCAL, ["eval.prompts=p.jsonl", f"eval.function_judge={old}"])
+        load_config("configs/eval-toy.yaml", [f"eval.function_judge={old}"], "eval")
     new = load_config(LOCAL, ["reward.sources=[{kind: function, function: toy.task:rule_score}]"])
     assert new.reward.sources[0].label == "rule_score"
 
 
-def test_eval_prompts_is_required_when_there_is_an_eval_section():
-    assert load_config(LOCAL).eval is None  # a training config needs no eval section
+def test_eval_prompts_is_required():
+    eval_toy = "configs/eval-toy.yaml"
     with pytest.raises(ConfigError, match=r"(?m)^eval.prompts: Field required$"):
-        load_config(LOCAL, ["eval.policy_a=runs/x/hf"])
+        load_config(eval_toy, ["eval={policy_a: runs/x/hf}"], "eval")
     # null no longer means the toy task's held-out split
     with pytest.raises(ConfigError, match=r"(?m)^eval.prompts: required: a held-out prompts file .*prompts-heldout.jsonl"):
-        load_config(LOCAL, ["eval.policy_a=runs/x/hf", "eval.prompts=null"])
-    cfg = load_config(LOCAL, ["eval.policy_a=runs/x/hf", "eval.prompts=held.jsonl"])
+        load_config(eval_toy, ["eval.prompts=null"], "eval")
+    cfg = load_config(eval_toy, ["eval.prompts=held.jsonl"], "eval")
     assert cfg.eval.prompts == "held.jsonl" and cfg.eval.num_prompts == 64
 
 
-def test_config_yaml_of_older_runs_still_loads():
-    """Run dirs written before eval.prompts became required hold the whole eval section at its
-    defaults (policy_a and prompts null): it is dropped, so those runs still resume."""
+def test_config_yaml_of_older_runs_still_loads(tmp_path):
+    """A training run's config.yaml written before 2026-12 holds every verb's section at its
+    defaults (eval's with policy_a and prompts null, rejection sampling's with its old fields):
+    they are dropped, so those runs still resume."""
     import yaml
 
     raw = yaml.safe_load(dump_config(load_config(LOCAL)))
+    raw["reward_model_train"] = {"data": None, "labels": "soft", "output_dir": "runs/reward-model"}
+    raw["dpo"] = {"data": None, "labels": "hard", "beta": 0.1, "output_dir": "runs/dpo"}
     raw["eval"] = {"policy_a": None, "policy_b": None, "prompts": None, "prompt_column": "prompt",
                    "num_prompts": 64, "function_judge": None, "output_dir": "runs/eval"}
-    assert config_from_dict(raw).eval is None
-    assert config_from_dict(yaml.safe_load(dump_config(config_from_dict(raw)))).eval is None
+    raw["rejection_sampling"] = {"rounds": 3, "samples_per_prompt": 4, "prompts_per_round": 16, "sft_epochs": 1,
+                                 "minibatch_size": 8, "lr": 1e-5, "output_dir": "runs/rejection-sampling"}
+    raw["label"] = {"source": None, "format": "generic", "output_dir": "runs/labels", "shard_size": 256}
+    old = tmp_path / "config.yaml"
+    old.write_text(yaml.safe_dump(raw))
+    assert load_config(old) == load_config(LOCAL)
+    # A hand-written training config with one stray section is refused, naming the verb that reads it.
+    raw.pop("dpo")
+    old.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"(?m)^label: not read by `rlaif-ray train` \(only by label\); remove it$"):
+        load_config(old)
 
 
 def test_missing_file(tmp_path):
@@ -273,10 +285,11 @@ def _schema_fields(model, prefix=""):
             yield from _schema_fields(types[0], prefix + name + ".")
 
 
-def test_describe_schema_covers_every_field_with_a_description():
-    from rlaif_ray.config import RunConfig
+@pytest.mark.parametrize("verb", ["train", "label", "train-rm", "dpo", "eval", "rejection-sampling"])
+def test_describe_schema_covers_every_field_with_a_description(verb):
+    from rlaif_ray.config import VERB_CONFIGS
 
-    lines = describe_schema()
+    lines = describe_schema(VERB_CONFIGS[verb])
     paths, missing = [], []
     for line in lines:
         m = re.match(r"^(\S+) = .*?  # (.*)$", line) or re.match(r"^(\S+):(?:  (.*))?$", line)
@@ -285,8 +298,13 @@ def test_describe_schema_covers_every_field_with_a_description():
         if not (m.group(2) or "").strip():
             missing.append(m.group(1))
     assert not missing, f"fields without a description: {missing}"
-    assert paths == list(_schema_fields(RunConfig))
-    # Spot checks: nesting, required fields and defaults are shown.
+    assert paths == list(_schema_fields(VERB_CONFIGS[verb]))
+
+
+def test_describe_schema_shows_nesting_required_fields_and_defaults():
+    from rlaif_ray.config import EvalConfig
+
+    lines = describe_schema()
     assert "rollout.sampling.samples_per_prompt = 4  # Responses generated per prompt (the group size)." in lines
     assert any(line.startswith("model.policy = required  # ") for line in lines)
-    assert any(line.startswith("eval.prompts = required  # Held-out prompts file") for line in lines)
+    assert any(line.startswith("eval.prompts = required  # Held-out prompts file") for line in describe_schema(EvalConfig))

@@ -82,7 +82,7 @@ def make_run(ray_local, k: int, iterations: int = 4, prompts: int = 4):
         stream.position += n
         return out
     stream.take = take
-    cfg = SimpleNamespace(pipeline=SimpleNamespace(max_staleness=k, chunk_prompts=None),
+    cfg = SimpleNamespace(max_staleness=k, chunk_prompts=None,
                           run=SimpleNamespace(iterations=iterations), data=SimpleNamespace(prompts_per_iteration=prompts))
     roles = SimpleNamespace(rollout=rollout, labeler=labeler, reference=None, scorers=None, learners=None)
     run = FakeRun(cfg=cfg, roles=roles, stream=stream, iteration=0, policy_version=0)

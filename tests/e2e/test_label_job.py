@@ -19,7 +19,7 @@ def test_label_job_shards_resumes_and_aligns(ray_local, make_config, tmp_path):
     pairs_file = write_toy_pairs_jsonl(tmp_path / "pairs.jsonl", 32, seed=0, split="heldout")
     out = tmp_path / "labels"
     cfg = make_config(f"label.source={pairs_file}", "label.human_choice_column=human_choice",
-                      f"label.output_dir={out}", "label.shard_size=16", "labeler.num_actors=1")
+                      f"label.output_dir={out}", "label.shard_size=16", "labeler.num_actors=1", verb="label")
 
     first = label_run(cfg, progress=False)
     shards = sorted(out.glob("shard-*.parquet"))

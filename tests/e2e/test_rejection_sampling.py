@@ -17,9 +17,9 @@ from rlaif_ray.run_dir import read_metrics
 @pytest.mark.slow
 def test_two_rounds_keep_the_best_and_export(ray_local, make_config, tiny_models, tmp_path):
     out = tmp_path / "rs"
-    cfg = make_config("rejection_sampling.rounds=2", "rejection_sampling.samples_per_prompt=4",
-                      "rejection_sampling.prompts_per_round=4", "rejection_sampling.minibatch_size=4",
-                      "rejection_sampling.lr=5.0e-4", f"rejection_sampling.output_dir={out}")
+    cfg = make_config("run.iterations=2", "rollout.sampling.samples_per_prompt=4", "data.prompts_per_iteration=4",
+                      "rejection_sampling.minibatch_size=4", "learner.lr=5.0e-4", "learner.num_workers=1",
+                      f"rejection_sampling.output_dir={out}", verb="rejection-sampling")
     summary = rejection_sampling_run(cfg, progress=False)
     rows = read_metrics(out)
     assert [r["round"] for r in rows] == [1, 2] and [r["policy_version"] for r in rows] == [1, 2]
