@@ -308,3 +308,41 @@ def test_describe_schema_shows_nesting_required_fields_and_defaults():
     assert "rollout.sampling.samples_per_prompt = 4  # Responses generated per prompt (the group size)." in lines
     assert any(line.startswith("model.policy = required  # ") for line in lines)
     assert any(line.startswith("eval.prompts = required  # Held-out prompts file") for line in describe_schema(EvalConfig))
+
+
+# --------------------------------------------------------------------------- one config type per verb
+
+
+@pytest.mark.parametrize("example, verb", [("local.yaml", "train"), ("label-toy.yaml", "label"),
+                                          ("train-rm-toy.yaml", "train-rm"), ("dpo-toy.yaml", "dpo"),
+                                          ("eval-toy.yaml", "eval"), ("rejection-sampling-toy.yaml", "rejection-sampling")])
+def test_config_validate_reads_each_example_as_its_verbs_config(example, verb, capsys):
+    from rlaif_ray.cli import main
+
+    assert main(["config", "validate", f"configs/{example}"]) == 0
+    import yaml
+
+    from rlaif_ray.config import VERB_CONFIGS
+
+    out = capsys.readouterr().out
+    assert out.startswith(f"# a valid config of `rlaif-ray {verb}`\n")
+    assert list(yaml.safe_load(out)) == list(VERB_CONFIGS[verb].model_fields)
+
+
+def test_config_schema_prints_only_what_the_verb_reads(capsys):
+    from rlaif_ray.cli import main
+
+    assert main(["config", "schema", "label"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "# `rlaif-ray label`: AI preference labels for a dataset of response pairs."
+    top = {line.split(":")[0] for line in out.splitlines()[1:] if ":" in line and "." not in line.split(":")[0]}
+    assert top == {"run", "ray", "model", "labeler", "label"}
+    assert "model.labeler = required" in out and "model.policy" not in out and "data.source" not in out
+
+
+def test_a_file_holding_two_verbs_sections_is_refused():
+    from rlaif_ray.config import infer_verb
+
+    assert infer_verb({"model": {}, "dpo": {}}) == "dpo" and infer_verb({"ppo": {}}) == "train"
+    with pytest.raises(ConfigError, match=r"^sections reward_model_train, dpo: one config is for one verb"):
+        infer_verb({"dpo": {}, "reward_model_train": {}})
