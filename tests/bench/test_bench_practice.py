@@ -169,6 +169,12 @@ def test_the_watch_sees_a_process_outside_this_tree_and_not_its_own_children():
     from bench.common import OthersWatch
 
     spin = "import time\nt = time.time()\nwhile time.time() - t < 2.5: pass"
+    # What the rest of the machine does meanwhile is in both figures: on a machine already
+    # busy (another test run beside this one) neither can be told apart, so say so instead.
+    with OthersWatch(interval_s=0.5) as baseline:
+        time.sleep(2.5)
+    if baseline.cores > 0.2:
+        pytest.skip(f"other processes already use {baseline.cores:.2f} cores: the watch's figures would be theirs")
     # Our own busy child does not count as other work.
     with OthersWatch(interval_s=0.5) as own:
         subprocess.run([sys.executable, "-c", spin], check=True)
