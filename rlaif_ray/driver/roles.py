@@ -64,7 +64,7 @@ def start_roles(cfg: RolesConfig, reference: bool = True, logs: RunLogs = STREAM
     started = time.perf_counter()
     logs.say(f"starting {describe_roles(counts)}")
     warn_if_generating_in_waves(cfg, logs)
-    learners, setups = start_learners(cfg, logs, recovery, threads["learner"])
+    learners = learner_group(cfg, logs, recovery, threads["learner"])
     rollout = pool("rollout", RolloutActor, cfg.rollout.resources, cfg.rollout.num_actors, lambda r: (cfg, r))
     labeler = None
     if cfg.uses_labeler:
@@ -77,8 +77,13 @@ def start_roles(cfg: RolesConfig, reference: bool = True, logs: RunLogs = STREAM
     scorers = {s.label: pool(s.label, RewardModelActor, s.resources, s.num_actors, lambda r, k=k: (cfg, k, r))
                for k, s in scorer_sources}
     roles = Roles(rollout, labeler, ref_pool, learners, scorers, recovery)
-    # Learners count as ready once their DeepSpeed set-up is done.
-    wait_all_ready(roles.all(), timeout, logs, started, also={"learner": setups})
+    # Every actor was created before the learners' rendezvous waits on rank 0's process: the
+    # engines start meanwhile. Learners count as ready once their DeepSpeed set-up is done.
+    try:
+        wait_all_ready(roles.all(), timeout, logs, started, also={"learner": set_up_learners(cfg, learners)})
+    except BaseException:  # nothing is left running on a cluster the run joined
+        roles.shutdown()
+        raise
     return roles
 
 
@@ -102,15 +107,26 @@ def run_threads(cfg: RolesConfig, reference: bool = True) -> dict[str, int | Non
 
 def start_learners(cfg: RolesConfig, logs: RunLogs = STREAM, recovery: Recovery | None = None,
                    threads: int | None = None) -> tuple[ActorPool, list]:
-    """The learner group and the refs of its DeepSpeed set-up (done when they resolve). One
-    group: a lost member is not replaced alone (`replaceable=False`); the run rebuilds it.
-    `threads`: each worker's compute threads (None: what `run_threads` gives the learners)."""
+    """The learner group and the refs of its DeepSpeed set-up (done when they resolve)."""
+    learners = learner_group(cfg, logs, recovery, threads)
+    return learners, set_up_learners(cfg, learners)
+
+
+def learner_group(cfg: RolesConfig, logs: RunLogs = STREAM, recovery: Recovery | None = None,
+                  threads: int | None = None) -> ActorPool:
+    """The learner workers, created (not yet set up). One group: a lost member is not replaced
+    alone (`replaceable=False`); the run rebuilds it. `threads`: each worker's compute threads
+    (None: what `run_threads` gives the learners)."""
     w = cfg.learner.num_workers
     threads = threads or run_threads(cfg)["learner"]
-    learners = ActorPool("learner", LearnerWorker, cfg.learner.resources, w, lambda r: (cfg, r, w),
-                         actor_env(cfg.ray), cfg.run.startup_timeout_s, logs, CallPolicy.of(cfg.run), replaceable=False,
-                         recovery=recovery, threads=threads)
+    return ActorPool("learner", LearnerWorker, cfg.learner.resources, w, lambda r: (cfg, r, w), actor_env(cfg.ray),
+                     cfg.run.startup_timeout_s, logs, CallPolicy.of(cfg.run), replaceable=False, recovery=recovery,
+                     threads=threads)
+
+
+def set_up_learners(cfg: RolesConfig, learners: ActorPool) -> list:
+    """Join the group's process group and build its DeepSpeed engines; the refs resolve when done."""
     # The rendezvous address is rank 0's node, wherever Ray placed it.
     addr, port = get_with_timeout(learners.actors[0].rendezvous_address.remote(), cfg.run.startup_timeout_s,
                                   "learner-0", "start-up")
-    return learners, [a.setup.remote(addr, port) for a in learners.actors]
+    return [a.setup.remote(addr, port) for a in learners.actors]
