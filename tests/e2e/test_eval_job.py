@@ -45,6 +45,7 @@ def test_policy_against_itself_is_a_coin_flip(ray_local, make_config, tiny_model
         f"eval.policy_a={tiny_models['policy']}", f"eval.prompts={held_out}", "eval.num_prompts=16",
         "eval.sampling.max_new_tokens=24",
         "eval.function_judge=toy.task:rule_score", f"eval.run_dirs=[{run}]", f"eval.output_dir={out}",
+        "eval.curves=[reward/mean, kl/mean, response_length/mean]",
         f"eval.harmless={{classifier: {classifier}, harmless_label: 1, threshold: 0.5}}", verb="eval")
     s = evaluate(cfg, progress=False)
     w = s["win_rate"]
