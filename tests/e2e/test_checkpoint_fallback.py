@@ -13,21 +13,9 @@ import time
 import pytest
 
 from rlaif_ray.checkpoint import list_checkpoints, verify_checkpoint
-from rlaif_ray.driver.run import train_run
 from rlaif_ray.run_dir import read_metrics
 
 PT = "learner/policy/mp_rank_00_model_states.pt"
-
-
-@pytest.fixture(scope="module")
-def two_checkpoints(ray_local, make_config, tmp_path_factory):
-    """A real 2-iteration toy run with a checkpoint after each iteration."""
-    run_dir = tmp_path_factory.mktemp("fallback") / "run"
-    cfg = make_config("run.iterations=2", "run.checkpoint_every=1", "data.prompts_per_iteration=4",
-                      "ppo.minibatch_size=16")
-    train_run(cfg, run_dir, progress=False)
-    assert [p.name for p in list_checkpoints(run_dir)] == ["iter-000001", "iter-000002"]
-    return run_dir
 
 
 def _truncate(path):
@@ -46,38 +34,39 @@ def _resume(run_dir, *overrides):
 
 
 @pytest.mark.slow
-def test_truncated_pt_resumes_from_the_previous_checkpoint(two_checkpoints, tmp_path):
+def test_truncated_pt_resumes_from_the_previous_checkpoint(checkpointed_run, tmp_path):
     run_dir = tmp_path / "run"
-    shutil.copytree(two_checkpoints, run_dir)
-    _truncate(run_dir / "checkpoints" / "iter-000002" / PT)
-    done, _ = _resume(run_dir, "run.iterations=3")
+    shutil.copytree(checkpointed_run, run_dir)  # checkpoints at iterations 2 and 4 (tests/e2e/conftest.py)
+    assert [p.name for p in list_checkpoints(run_dir)] == ["iter-000002", "iter-000004"]
+    _truncate(run_dir / "checkpoints" / "iter-000004" / PT)
+    done, _ = _resume(run_dir, "run.iterations=5")
     print(done.stderr[-4000:])
     assert done.returncode == 0, done.stderr[-4000:]
     warning = [l for l in done.stderr.splitlines() if "is damaged" in l]
-    assert len(warning) == 1 and "iter-000002" in warning[0] and PT in warning[0] and "truncated" in warning[0]
-    assert "resuming from iter-000001" in warning[0]
-    assert "resumed from" in done.stderr and "iter-000001 at iteration 1" in done.stderr
-    assert [r["iteration"] for r in read_metrics(run_dir)] == [1, 2, 3]
+    assert len(warning) == 1 and "iter-000004" in warning[0] and PT in warning[0] and "truncated" in warning[0]
+    assert "resuming from iter-000002" in warning[0]
+    assert "resumed from" in done.stderr and "iter-000002 at iteration 2" in done.stderr
+    assert [r["iteration"] for r in read_metrics(run_dir)] == [1, 2, 3, 4, 5]
     discarded = (run_dir / "metrics.discarded.jsonl").read_text().splitlines()
-    assert [json.loads(l)["iteration"] for l in discarded] == [2]
+    assert [json.loads(l)["iteration"] for l in discarded] == [3, 4]
     # The damaged checkpoint was replaced by the redone iteration's; keep_checkpoints (2) holds.
-    assert [p.name for p in list_checkpoints(run_dir)] == ["iter-000002", "iter-000003"]
+    assert [p.name for p in list_checkpoints(run_dir)] == ["iter-000004", "iter-000005"]
     assert all(verify_checkpoint(p) == [] for p in list_checkpoints(run_dir))
 
 
 @pytest.mark.slow
-def test_no_intact_checkpoint_fails_fast_with_exit_2(two_checkpoints, tmp_path):
+def test_no_intact_checkpoint_fails_fast_with_exit_2(checkpointed_run, tmp_path):
     run_dir = tmp_path / "run"
-    shutil.copytree(two_checkpoints, run_dir)
-    _truncate(run_dir / "checkpoints" / "iter-000002" / PT)
-    (run_dir / "checkpoints" / "iter-000001" / "state.json").write_text("{\"iteration\": ")
-    done, seconds = _resume(run_dir, "run.iterations=3")
+    shutil.copytree(checkpointed_run, run_dir)
+    _truncate(run_dir / "checkpoints" / "iter-000004" / PT)
+    (run_dir / "checkpoints" / "iter-000002" / "state.json").write_text("{\"iteration\": ")
+    done, seconds = _resume(run_dir, "run.iterations=5")
     print(f"{seconds:.1f} s", done.stderr)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("rlaif-ray: ") and "no intact checkpoint" in lines[0]
-    assert f"iter-000002: {PT}" in lines[0] and "iter-000001: state.json" in lines[0]
+    assert f"iter-000004: {PT}" in lines[0] and "iter-000002: state.json" in lines[0]
     # Before Ray and the actors (whose start-up alone takes 40-80 s on this machine): the
     # imports, the tokenizer and the prompts only.
     assert "starting" not in done.stderr and seconds < 40, seconds
-    assert [r["iteration"] for r in read_metrics(run_dir)] == [1, 2]  # nothing was changed
+    assert [r["iteration"] for r in read_metrics(run_dir)] == [1, 2, 3, 4]  # nothing was changed

@@ -13,22 +13,21 @@ from rlaif_ray.checkpoint import latest_checkpoint
 from rlaif_ray.driver.run import train_run
 from rlaif_ray.run_dir import read_metrics
 
+from shared_runs import CHECKPOINTED
+
 
 def _prompts(run_dir):
     return [json.loads(l) for l in (run_dir / "prompts.jsonl").read_text().splitlines()]
 
 
-# Two learners (local.yaml ships one): a lost member takes down a group with a live peer.
-COMMON = ("data.prompts_per_iteration=4", "ppo.minibatch_size=16", "run.checkpoint_every=2", "learner.num_workers=2")
+COMMON = CHECKPOINTED
 NUMBERS = ("reward/mean", "kl/mean", "loss/policy", "response_length/mean")
 
 
-@pytest.fixture(scope="module")
-def straight(ray_local, make_config, tmp_path_factory):
-    """4 iterations without interruption: what the resumed and restarted runs must match."""
-    run_dir = tmp_path_factory.mktemp("straight") / "run"
-    train_run(make_config("run.iterations=4", *COMMON), run_dir, progress=False)
-    return run_dir
+@pytest.fixture
+def straight(checkpointed_run):
+    """4 iterations without interruption (tests/e2e/conftest.py): what the resumed and restarted runs must match."""
+    return checkpointed_run
 
 
 @pytest.mark.slow

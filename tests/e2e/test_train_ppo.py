@@ -22,13 +22,20 @@ REQUIRED = ["iteration", "policy_version", "reward/mean", "reward/std", "kl/mean
 PIPELINED = ("pipeline.max_staleness=1", "ppo.off_policy_correction=tis")
 
 
+@pytest.fixture(params=["synchronous", "pipelined"])
+def run(request, ray_local, make_config, tmp_path):
+    """configs/local.yaml as shipped (the session's run, tests/e2e/conftest.py), and with k = 1."""
+    if request.param == "synchronous":
+        return request.getfixturevalue("default_run")
+    cfg = make_config(*PIPELINED)
+    return cfg, tmp_path / "run", train_run(cfg, tmp_path / "run", progress=False)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("overrides", [(), PIPELINED], ids=["synchronous", "pipelined"])
-def test_default_run_learns(ray_local, make_config, tmp_path, overrides):
-    cfg = make_config(*overrides)  # configs/local.yaml as shipped (+ k = 1), on the tiny models
+def test_default_run_learns(run):
+    cfg, run_dir, summary = run
     assert (cfg.rollout.num_actors, cfg.labeler.num_actors, cfg.learner.num_workers) == (2, 1, 1)
-    summary = train_run(cfg, tmp_path / "run", progress=False)
-    rows = read_metrics(tmp_path / "run")
+    rows = read_metrics(run_dir)
     assert [r["iteration"] for r in rows] == list(range(1, cfg.run.iterations + 1))
     assert [r["policy_version"] for r in rows] == list(range(1, cfg.run.iterations + 1))
     for row in rows:
@@ -53,4 +60,4 @@ def test_default_run_learns(ray_local, make_config, tmp_path, overrides):
     assert all(math.isfinite(r["kl/mean"]) for r in rows)
     assert summary["iterations"] == cfg.run.iterations
     assert max(r["pipeline/staleness/max"] for r in rows) == cfg.pipeline.max_staleness
-    assert (tmp_path / "run" / "checkpoints").exists()  # the final checkpoint
+    assert (run_dir / "checkpoints").exists()  # the final checkpoint
