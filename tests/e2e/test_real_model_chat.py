@@ -104,14 +104,15 @@ def test_two_iterations_with_chat_policy_and_chat_labeler(ray_local, real_config
     from rlaif_ray.driver.run import train_run
     from rlaif_ray.run_dir import read_metrics
 
-    cfg = real_config("run.iterations=2", "rollout.sampling.max_new_tokens=32")
+    # 2 prompts × 4 samples: one optimiser step per iteration (the real model's path, at half the example's work).
+    cfg = real_config("run.iterations=2", "rollout.sampling.max_new_tokens=32", "data.prompts_per_iteration=2")
     summary = train_run(cfg, tmp_path / "run", progress=False)
     rows = read_metrics(tmp_path / "run")
     assert summary["iterations"] == 2 and len(rows) == 2
     for row in rows:
         bad = {k: v for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)}
         assert not bad, f"non-finite metrics: {bad}"
-        assert row["data/samples"] == 16 and row["data/truncated_prompts"] == 0
+        assert row["data/samples"] == 8 and row["data/truncated_prompts"] == 0
         assert -1.0 <= row["reward/labeler_direct/mean"] <= 1.0
     assert len((tmp_path / "run" / "prompts.jsonl").read_text().splitlines()) == 2
     assert max(r["sync/max_logprob_diff"] for r in rows if "sync/max_logprob_diff" in r) <= cfg.sync.probe_bound_for(cfg.model.dtype)
