@@ -53,7 +53,9 @@ def _has_field(model: type[BaseModel], parts: list[str]) -> bool:
 
 
 def infer_verb(raw: dict) -> str:
-    """The verb a YAML is for: the one whose own section it holds (train when none)."""
+    """The verb a YAML is for: the one whose own section it holds (train when none, and for a
+    training run's config.yaml of before 2026-12, which holds them all)."""
+    raw = drop_other_verbs(raw)
     found = [verb for key, verb in VERB_SECTIONS.items() if key in raw]
     if len(found) > 1:
         raise ConfigError(f"sections {', '.join(k for k in VERB_SECTIONS if k in raw)}: one config is for one verb; "

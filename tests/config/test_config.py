@@ -13,6 +13,7 @@ from rlaif_ray.config import (
     config_from_dict,
     describe_schema,
     dump_config,
+    infer_verb,
     load_config,
 )
 
@@ -172,6 +173,7 @@ def test_config_yaml_of_older_runs_still_loads(tmp_path):
     old = tmp_path / "config.yaml"
     old.write_text(yaml.safe_dump(raw))
     assert load_config(old) == load_config(LOCAL)
+    assert infer_verb(raw) == "train"  # what `rlaif-ray config validate` reads it as
     # A hand-written training config with one stray section is refused, naming the verb that reads it.
     raw.pop("dpo")
     old.write_text(yaml.safe_dump(raw))
