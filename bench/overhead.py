@@ -5,13 +5,15 @@ actors spend inside their calls comes from Ray's task events (`ray.timeline()`: 
 duration of every actor method). Per stage, the actor seconds are those of its slowest
 actor; calls that run concurrently (rewards ‖ reference ‖ old logprobs in `score`) count
 once, as the slowest of them; calls that follow each other inside a stage (sync: gather,
-then load; probe: engine, then learner) add up. Then
+then load; probe: engine, then learner; one actor's calls on successive chunks) add up. Then
 
-    overhead = iteration wall − (prompts + Σ_stages actor seconds)
+    overhead = iteration wall − prompts − |∪ every actor call's span|
     fraction = overhead / iteration wall                       (goal ≤ 10 %)
 
-i.e. everything that is not an actor computing: Ray call and scheduling latency, argument
-and result transfer, the driver's own work and its waiting between calls.
+i.e. the time during which no actor computes: Ray call and scheduling latency, argument and
+result transfer, the driver's own work and its waiting between calls. Not wall − Σ stages:
+the labeler scores a rollout chunk while the next one still generates, so a stage's actor
+seconds may include work done during the stage before (its row's gap is then negative).
 """
 
 from __future__ import annotations
@@ -56,8 +58,8 @@ def run(quick: bool) -> Result:
                       "actor_s": median([p["actor"][stage] for p in per_iter])})
     wall = median([p["wall"] for p in per_iter])
     fractions = [p["overhead"] / p["wall"] for p in per_iter]
-    table.append({"stage": "iteration (wall)", "driver_s": wall,
-                  "actor_s": median([sum(p["actor"].values()) for p in per_iter])})
+    table.append({"stage": "iteration (wall; actors: some computing)", "driver_s": wall,
+                  "actor_s": median([p["wall"] - p["overhead"] for p in per_iter])})
     for r in table:
         r["gap_s"] = r["driver_s"] - r["actor_s"]
     frac = median(fractions)
@@ -91,13 +93,34 @@ def _breakdown(row: dict, events: list[dict], window: tuple[float, float]) -> di
     """Per stage: the driver's seconds and the slowest actor's; the iteration's overhead."""
     lo, hi = window[0] * 1e6, window[1] * 1e6
     spans: dict[str, list[float]] = {}
+    calls: list[tuple[str, str, float, float]] = []  # (method, worker, start s, end s)
     for e in events:
         if lo <= e["ts"] and e["ts"] + e["dur"] <= hi:
-            spans.setdefault(e["cat"].removeprefix("task::"), []).append(e["dur"] / 1e6)
+            method = e["cat"].removeprefix("task::")
+            spans.setdefault(method, []).append(e["dur"] / 1e6)
+            calls.append((method, e.get("tid", ""), e["ts"] / 1e6, (e["ts"] + e["dur"]) / 1e6))
     actor = {"prompts": row["timing/prompts"]}  # the driver's own work: no actor involved
     for stage, phases in PHASES.items():
-        actor[stage] = sum(max((s for m in phase for s in spans.get(m, [])), default=0.0) for phase in phases)
+        # One actor's calls in a phase follow each other (e.g. the labeler scores one chunk per
+        # rollout engine, in turn): its busy time is the union of their spans (a queued call's
+        # span starts when it arrives); different actors run at once: the busiest counts.
+        actor[stage] = sum(max((busy_seconds([(a, b) for m, w, a, b in calls if m in phase and w == worker])
+                                for worker in {w for m, w, _, _ in calls if m in phase}), default=0.0)
+                           for phase in phases)
     driver = {s: row[f"timing/{s}"] for s in STAGES}
     wall = row["timing/iteration"]
-    return {"wall": wall, "driver": driver, "actor": actor, "overhead": wall - sum(actor.values()),
+    # Stages overlap (a chunk is scored while the next one generates), so the iteration's
+    # overhead is the time during which no actor computed at all, not wall − Σ stages.
+    computing = busy_seconds([(a, b) for _, _, a, b in calls])
+    return {"wall": wall, "driver": driver, "actor": actor, "overhead": wall - row["timing/prompts"] - computing,
             "methods": {m: max(v) for m, v in spans.items()}}
+
+
+def busy_seconds(intervals: list[tuple[float, float]]) -> float:
+    """Length of the union of [start, end) intervals."""
+    total, end = 0.0, float("-inf")
+    for a, b in sorted(intervals):
+        if b > end:
+            total += b - max(a, end)
+            end = b
+    return total

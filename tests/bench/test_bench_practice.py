@@ -186,3 +186,12 @@ def test_the_watch_sees_a_process_outside_this_tree_and_not_its_own_children():
         time.sleep(3.0)
     assert own.cores < 0.3
     assert other.cores > 0.5
+
+
+def test_an_actors_busy_time_is_the_union_of_its_call_spans():
+    from bench.overhead import busy_seconds
+
+    # A queued call's span starts when it reaches the actor, while the first still runs:
+    # [0, 2) and [0.1, 4) overlap, so the actor was busy 4 s there, then 1 s more.
+    assert busy_seconds([(5.0, 6.0), (0.0, 2.0), (0.1, 4.0)]) == 5.0
+    assert busy_seconds([(0.0, 1.0), (0.2, 0.5)]) == 1.0 and busy_seconds([]) == 0.0
