@@ -23,8 +23,8 @@ import logging
 import sys
 
 from rlaif_ray.cli_cluster import CLUSTER_COMMANDS, add_cluster_commands, add_config_args
-from rlaif_ray.config import (VERB_CONFIGS, ConfigError, describe_schema, dump_config, infer_verb, load_config,
-                              read_raw_config)
+from rlaif_ray.config import (VERB_CONFIGS, ConfigError, config_from_dict, describe_schema, dump_config, infer_verb,
+                              load_config, read_raw_config)
 from rlaif_ray.errors import EXIT_INTERRUPTED, EXIT_USAGE
 
 
@@ -125,8 +125,9 @@ def cmd_config(args) -> int:
         print(f"# {VERB_CONFIGS[args.verb].__doc__.splitlines()[0]}")
         print("\n".join(describe_schema(VERB_CONFIGS[args.verb])))
         return 0
-    verb = args.verb or infer_verb(read_raw_config(args.file, args.overrides))
-    text = dump_config(load_config(args.file, args.overrides, verb))
+    raw = read_raw_config(args.file, args.overrides)
+    verb = args.verb or infer_verb(raw)
+    text = dump_config(config_from_dict(raw, args.file, verb))
     print(f"# a valid config of `rlaif-ray {verb}`\n{text}", end="")
     return 0
 

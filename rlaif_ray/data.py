@@ -21,9 +21,11 @@ from rlaif_ray.prompts import (PromptFormatError, PromptFormatter, PromptRecord,
                                validate_record)
 
 
-def load_prompts(source: str, column: str, split: str = "train") -> list[PromptRecord]:
+def load_prompts(source: str, column: str, split: str = "train", field: str = "data.source",
+                 column_field: str = "data.prompt_column") -> list[PromptRecord]:
     """The prompt records of `column`: texts, or message lists; empty (null) rows are skipped,
-    anything else that is not a prompt is an error naming the record.
+    anything else that is not a prompt is an error naming the record. Errors name `field`
+    (where `source` came from) and `column_field` (where `column` came from).
 
     Local files are read here, not through `datasets`, so that bad input (a cut-short JSON
     line, an empty file, a file that is not Parquet, a non-text prompt) is one `DataError`
@@ -32,70 +34,70 @@ def load_prompts(source: str, column: str, split: str = "train") -> list[PromptR
     """
     path = Path(source)
     if path.exists():
-        columns, values = _read_local(path, column)
+        columns, values = _read_local(path, column, field)
     elif "/" in source and not source.startswith((".", "/")):
-        columns, values = _read_hub(source, column, split)
+        columns, values = _read_hub(source, column, split, field)
     else:
-        raise DataError(f"data.source: {source}: no such file or directory")
+        raise DataError(f"{field}: {source}: no such file or directory")
     if column not in columns:
-        raise DataError(f"data.prompt_column: {source} has no column {column!r} (columns: {', '.join(columns)})")
+        raise DataError(f"{column_field}: {source} has no column {column!r} (columns: {', '.join(columns)})")
     records = []
     for where, value in values:
         if value is None:
             continue
         try:
-            records.append(validate_record(value, f"data.source: {where} ({column})"))
+            records.append(validate_record(value, f"{field}: {where} ({column})"))
         except PromptFormatError as err:
             raise DataError(str(err)) from None
     if not records:
-        raise DataError(f"data.source: {source} holds no prompts in column {column!r}")
+        raise DataError(f"{field}: {source} holds no prompts in column {column!r}")
     return records
 
 
 Located = list[tuple[str, object]]  # (where, value): "FILE line 7" or "FILE record 3", the column's value
 
 
-def _read_local(path: Path, column: str) -> tuple[list[str], Located]:
+def _read_local(path: Path, column: str, field: str) -> tuple[list[str], Located]:
     """(column names, the column's values with their places) of a local file or Parquet folder."""
     if path.is_dir():
         files = sorted(path.glob("*.parquet"))
         if not files:
-            raise DataError(f"data.source: {path}: expected a .jsonl, .json or .parquet file or a directory of Parquet")
+            raise DataError(f"{field}: {path}: expected a .jsonl, .json or .parquet file or a directory of Parquet")
     elif path.suffix in (".jsonl", ".json", ".parquet"):
         files = [path]
     else:
-        raise DataError(f"data.source: {path}: expected a .jsonl, .json or .parquet file or a directory of Parquet")
+        raise DataError(f"{field}: {path}: expected a .jsonl, .json or .parquet file or a directory of Parquet")
     columns: dict[str, None] = {}
     values: Located = []
     for f in files:
         if f.stat().st_size == 0:
-            raise DataError(f"data.source: {f} is empty")
-        rows = _read_parquet(f) if f.suffix == ".parquet" else _read_json(f)
+            raise DataError(f"{field}: {f} is empty")
+        rows = _read_parquet(f, field) if f.suffix == ".parquet" else _read_json(f, field)
         for where, row in rows:
             columns.update(dict.fromkeys(row))
             values.append((where, row.get(column)))
     if not values:
-        raise DataError(f"data.source: {path} is empty")
+        raise DataError(f"{field}: {path} is empty")
     return list(columns), values
 
 
-def _read_json(path: Path) -> list[tuple[str, dict]]:
+def _read_json(path: Path, field: str = "data.source") -> list[tuple[str, dict]]:
     """Rows of JSON Lines, or of a .json array (or single object); a malformed line is named."""
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         line = raw[:err.start].count(b"\n") + 1
-        raise DataError(f"data.source: {path} line {line}: not UTF-8 text") from None
+        raise DataError(f"{field}: {path} line {line}: not UTF-8 text") from None
     if path.suffix == ".json" and text.lstrip().startswith(("[", "{")):
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as err:
             if text.lstrip().startswith("["):  # one document: its error position is the place
-                raise DataError(f"data.source: {path} line {err.lineno}: malformed JSON ({err.msg})") from None
+                raise DataError(f"{field}: {path} line {err.lineno}: malformed JSON ({err.msg})") from None
         else:  # an array of records, or one record
             rows = [(f"{path} record {i}", r) for i, r in enumerate(doc if isinstance(doc, list) else [doc])]
-            return [_object(where, r) for where, r in rows]
+            return [_object(where, r, field) for where, r in rows]
     rows = []
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -103,36 +105,36 @@ def _read_json(path: Path) -> list[tuple[str, dict]]:
         try:
             r = json.loads(line)
         except json.JSONDecodeError as err:
-            raise DataError(f"data.source: {path} line {n}: malformed JSON ({err.msg} at column {err.colno})") from None
-        rows.append(_object(f"{path} line {n}", r))
+            raise DataError(f"{field}: {path} line {n}: malformed JSON ({err.msg} at column {err.colno})") from None
+        rows.append(_object(f"{path} line {n}", r, field))
     return rows
 
 
-def _object(where: str, row) -> tuple[str, dict]:
+def _object(where: str, row, field: str) -> tuple[str, dict]:
     if not isinstance(row, dict):
-        raise DataError(f"data.source: {where}: expected a JSON object, got {type(row).__name__}")
+        raise DataError(f"{field}: {where}: expected a JSON object, got {type(row).__name__}")
     return where, row
 
 
-def _read_parquet(path: Path) -> list[tuple[str, dict]]:
+def _read_parquet(path: Path, field: str = "data.source") -> list[tuple[str, dict]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as err:
-        raise DataError(f"data.source: {path}: not a readable Parquet file ({str(err).splitlines()[0]})") from None
+        raise DataError(f"{field}: {path}: not a readable Parquet file ({str(err).splitlines()[0]})") from None
     return [(f"{path} record {i}", r) for i, r in enumerate(table.to_pylist())]
 
 
-def _read_hub(source: str, column: str, split: str) -> tuple[list[str], Located]:
+def _read_hub(source: str, column: str, split: str, field: str) -> tuple[list[str], Located]:
     import datasets
 
     try:
         ds = datasets.load_dataset(source, split=split)
     except Exception as err:  # noqa: BLE001 — any failure of the hub or its files is bad input here
         last = (str(err).strip().splitlines() or [""])[-1]
-        raise DataError(f"data.source: {source}: cannot load the dataset ({type(err).__name__}: {last})") from None
+        raise DataError(f"{field}: {source}: cannot load the dataset ({type(err).__name__}: {last})") from None
     if column not in ds.column_names:
         return list(ds.column_names), []
     return list(ds.column_names), [(f"{source} record {i}", v) for i, v in enumerate(ds[column])]

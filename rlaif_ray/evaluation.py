@@ -20,21 +20,13 @@ from rlaif_ray.metrics import harmless_rate, win_rate_interval
 SIDES = ("a", "b")
 
 
-EVAL_PROMPT_FIELDS = {"data.source": "eval.prompts", "data.prompt_column": "eval.prompt_column"}
-
-
 def eval_prompt_texts(source: str, column: str, split: str, n: int) -> list[str]:
     """The first `n` held-out prompts of `source` (`eval.prompts`). A file or dataset with
     fewer than `n` prompts is an error naming `eval.num_prompts`."""
     from rlaif_ray.config import ConfigError
     from rlaif_ray.data import load_prompts
-    from rlaif_ray.errors import DataError
 
-    try:
-        texts = load_prompts(source, column, split)
-    except DataError as err:  # load_prompts names the training fields; these are eval's
-        field, _, why = str(err).partition(": ")
-        raise DataError(f"{EVAL_PROMPT_FIELDS.get(field, field)}: {why}") from None
+    texts = load_prompts(source, column, split, field="eval.prompts", column_field="eval.prompt_column")
     if len(texts) < n:
         raise ConfigError(f"eval.num_prompts: {n} asked but {source} holds only {len(texts)} prompts")
     return texts[:n]

@@ -97,6 +97,8 @@ def _list_index(items: list, part: str, key: str) -> int:
 
 def config_from_dict(raw: dict, source: str = "config", verb: str = "train"):
     """`raw` validated as `verb`'s config type (VERB_CONFIGS)."""
+    if verb == "train":
+        raw = drop_other_verbs(raw)
     own = next((key for key, v in VERB_SECTIONS.items() if v == verb), None)
     if own and own not in raw:  # one line instead of a page of keys this verb does not read
         raise ConfigError(f"{source}: {own}: required; this is a config of `rlaif-ray {infer_verb(raw)}` "
@@ -131,10 +133,7 @@ def read_raw_config(path: str | Path, overrides: list[str] | None = None) -> dic
 
 def load_config(path: str | Path, overrides: list[str] | None = None, verb: str = "train"):
     """Read, override and validate one YAML as `verb`'s config. Relative local paths resolve against the CWD."""
-    raw = read_raw_config(path, overrides)
-    if verb == "train":
-        raw = drop_other_verbs(raw)
-    return config_from_dict(raw, str(path), verb)
+    return config_from_dict(read_raw_config(path, overrides), str(path), verb)
 
 
 def dump_config(cfg: VerbConfig) -> str:
