@@ -59,6 +59,18 @@ Located = list[tuple[str, object]]  # (where, value): "FILE line 7" or "FILE rec
 
 def _read_local(path: Path, column: str, field: str) -> tuple[list[str], Located]:
     """(column names, the column's values with their places) of a local file or Parquet folder."""
+    columns: dict[str, None] = {}
+    values: Located = []
+    for where, row in read_local_rows(path, field):
+        columns.update(dict.fromkeys(row))
+        values.append((where, row.get(column)))
+    return list(columns), values
+
+
+def read_local_rows(path: Path, field: str) -> list[tuple[str, dict]]:
+    """(place, row) of every record of a local .jsonl/.json/.parquet file or a folder of
+    Parquet files; anything unreadable is a `DataError` naming `field` and the file (and the
+    line or record)."""
     if path.is_dir():
         files = sorted(path.glob("*.parquet"))
         if not files:
@@ -67,18 +79,14 @@ def _read_local(path: Path, column: str, field: str) -> tuple[list[str], Located
         files = [path]
     else:
         raise DataError(f"{field}: {path}: expected a .jsonl, .json or .parquet file or a directory of Parquet")
-    columns: dict[str, None] = {}
-    values: Located = []
+    rows = []
     for f in files:
         if f.stat().st_size == 0:
             raise DataError(f"{field}: {f} is empty")
-        rows = _read_parquet(f, field) if f.suffix == ".parquet" else _read_json(f, field)
-        for where, row in rows:
-            columns.update(dict.fromkeys(row))
-            values.append((where, row.get(column)))
-    if not values:
+        rows += _read_parquet(f, field) if f.suffix == ".parquet" else _read_json(f, field)
+    if not rows:
         raise DataError(f"{field}: {path} is empty")
-    return list(columns), values
+    return rows
 
 
 def _read_json(path: Path, field: str = "data.source") -> list[tuple[str, dict]]:

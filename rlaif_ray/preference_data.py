@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from rlaif_ray.config import LabelSection
-from rlaif_ray.data import DataError
+from rlaif_ray.data import DataError, read_local_rows
 
 PAIR_COLUMNS = ("context", "response_a", "response_b", "human_choice")
 HH_ASSISTANT = "\n\nAssistant:"
@@ -48,48 +48,16 @@ HH_ASSISTANT = "\n\nAssistant:"
 
 
 def read_records(source: str, split: str = "train", subset: str | None = None) -> list[dict]:
-    """Rows of a local .jsonl/.json/.parquet file or Parquet directory, or an HF dataset."""
+    """Rows of a local .jsonl/.json/.parquet file or Parquet directory (read as prompts are,
+    `rlaif_ray.data.read_local_rows`: a bad file names the line or record), or an HF dataset."""
     path = Path(source)
-    if path.is_dir():
-        files = sorted(path.glob("*.parquet"))
-        if not files:
-            raise DataError(f"label.source: {source}: a directory must hold .parquet files")
-        return [r for f in files for r in _read_parquet(f)]
     if path.exists():
-        if path.suffix == ".parquet":
-            return _read_parquet(path)
-        if path.suffix in (".jsonl", ".json"):
-            return _read_json(path)
-        raise DataError(f"label.source: {source}: expected a .jsonl, .json or .parquet file or a directory of Parquet")
+        return [row for _, row in read_local_rows(path, "label.source")]
     if "/" in source and not source.startswith((".", "/", "~")):
         import datasets
 
         return [dict(r) for r in datasets.load_dataset(source, subset, split=split)]
     raise DataError(f"label.source: {source}: no such file or directory")
-
-
-def _read_parquet(path: Path) -> list[dict]:
-    import pyarrow.parquet as pq
-
-    return pq.read_table(path).to_pylist()
-
-
-def _read_json(path: Path) -> list[dict]:
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json" and text.lstrip().startswith("["):
-        rows = json.loads(text)
-    else:
-        rows = []
-        for n, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise DataError(f"label.source: {path} line {n}: not valid JSON ({err})") from None
-    for i, r in enumerate(rows):
-        if not isinstance(r, dict):
-            raise DataError(f"label.source: {path} record {i}: expected a JSON object, got {type(r).__name__}")
-    return rows
 
 
 # --------------------------------------------------------------------------- formats

@@ -95,7 +95,7 @@ def test_generic_non_text_response(tmp_path):
 def test_bad_json_line_and_non_object(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(GENERIC[0]) + "\n{oops\n")
-    with pytest.raises(DataError, match=r"bad.jsonl line 2: not valid JSON"):
+    with pytest.raises(DataError, match=r"label.source: .*bad.jsonl line 2: malformed JSON"):
         read_records(str(bad))
     arr = tmp_path / "arr.json"
     arr.write_text(json.dumps([GENERIC[0], [1, 2]]))
@@ -110,7 +110,7 @@ def test_source_errors(tmp_path):
     with pytest.raises(DataError, match=r"expected a .jsonl, .json or .parquet"):
         load_pairs(LabelSection(source=str(tmp_path / "p.csv")))
     (tmp_path / "empty.jsonl").write_text("")
-    with pytest.raises(DataError, match=r"holds no records"):
+    with pytest.raises(DataError, match=r"label.source: .*empty.jsonl is empty"):
         load_pairs(LabelSection(source=str(tmp_path / "empty.jsonl")))
 
 
