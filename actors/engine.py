@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 
 import ray
 import torch
@@ -12,40 +13,69 @@ from rlaif_ray.config import ModelSection
 from rlaif_ray.modeling import max_positions
 
 
+@dataclass(frozen=True)
+class EngineSpec:
+    """Everything an in-process vLLM engine is built from. Two engines of equal specs are
+    interchangeable once their weights are reset: a run that finds a kept pool of equal specs
+    (rlaif_ray.driver.warm) takes it instead of building new engines."""
+
+    model_path: str
+    dtype: str
+    trust_remote_code: bool
+    kv_cache_mib: int
+    gpu_memory_utilization: float
+    seed: int
+    max_model_len: int
+    worker_extension_cls: str | None = None
+
+    def build(self):
+        """The engine.
+
+        `worker_extension_cls` (a qualname, e.g. `rlaif_ray.weight_sync.nccl.WeightGroupExtension`)
+        is mixed into every vLLM worker, for `collective_rpc` calls such as the NCCL weight group's.
+
+        Engine env vars are set here and only here, because vLLM reads them at import:
+        - VLLM_ENABLE_V1_MULTIPROCESSING=0 keeps the engine core in this actor's process
+          (~3 s to build instead of 20-30 s, and weights can be passed as tensors).
+        """
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        from vllm import LLM
+
+        on_gpu = torch.cuda.is_available() and bool(ray.get_gpu_ids())
+        kwargs = dict(
+            model=self.model_path, tokenizer=self.model_path, dtype=self.dtype, seed=self.seed,
+            trust_remote_code=self.trust_remote_code, max_model_len=self.max_model_len,
+            # processed logprobs describe the tempered distribution actually sampled from;
+            # the learner divides its logits by the same temperature.
+            logprobs_mode="processed_logprobs",
+        )
+        if on_gpu:
+            kwargs["gpu_memory_utilization"] = self.gpu_memory_utilization
+        else:
+            # Compiled mode recompiles at every start (20-50 s) for ~15% speed: not worth it on CPU.
+            kwargs["enforce_eager"] = True
+            # Without an explicit size one CPU engine claims most of the machine's RAM.
+            kwargs["kv_cache_memory_bytes"] = self.kv_cache_mib * 2**20
+        if self.worker_extension_cls:
+            kwargs["worker_extension_cls"] = self.worker_extension_cls
+        _hide_rotary_reload_warning()
+        return LLM(**kwargs)
+
+
+def engine_spec(model_path: str, model: ModelSection, kv_cache_mib: int, gpu_memory_utilization: float,
+                seed: int, max_model_len: int, worker_extension_cls: str | None = None) -> EngineSpec:
+    """The spec of an engine of `model_path` with the model section's dtype and trust setting;
+    the context is capped at what the model's positions allow."""
+    max_model_len = min(max_model_len, max_positions(model_path, model.trust_remote_code))
+    return EngineSpec(model_path, model.dtype, model.trust_remote_code, kv_cache_mib, gpu_memory_utilization,
+                      seed, max_model_len, worker_extension_cls)
+
+
 def build_llm(model_path: str, model: ModelSection, kv_cache_mib: int, gpu_memory_utilization: float,
               seed: int, max_model_len: int, worker_extension_cls: str | None = None):
-    """An in-process vLLM engine sized from config.
-
-    `worker_extension_cls` (a qualname, e.g. `rlaif_ray.weight_sync.nccl.WeightGroupExtension`) is
-    mixed into every vLLM worker, for `collective_rpc` calls such as the NCCL weight group's.
-
-    Engine env vars are set here and only here, because vLLM reads them at import:
-    - VLLM_ENABLE_V1_MULTIPROCESSING=0 keeps the engine core in this actor's process
-      (~3 s to build instead of 20-30 s, and weights can be passed as tensors).
-    """
-    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-    from vllm import LLM
-
-    on_gpu = torch.cuda.is_available() and bool(ray.get_gpu_ids())
-    max_model_len = min(max_model_len, max_positions(model_path, model.trust_remote_code))
-    kwargs = dict(
-        model=model_path, tokenizer=model_path, dtype=model.dtype, seed=seed,
-        trust_remote_code=model.trust_remote_code, max_model_len=max_model_len,
-        # processed logprobs describe the tempered distribution actually sampled from;
-        # the learner divides its logits by the same temperature.
-        logprobs_mode="processed_logprobs",
-    )
-    if on_gpu:
-        kwargs["gpu_memory_utilization"] = gpu_memory_utilization
-    else:
-        # Compiled mode recompiles at every start (20-50 s) for ~15% speed: not worth it on CPU.
-        kwargs["enforce_eager"] = True
-        # Without an explicit size one CPU engine claims most of the machine's RAM.
-        kwargs["kv_cache_memory_bytes"] = kv_cache_mib * 2**20
-    if worker_extension_cls:
-        kwargs["worker_extension_cls"] = worker_extension_cls
-    _hide_rotary_reload_warning()
-    return LLM(**kwargs)
+    """An in-process vLLM engine sized from config (`EngineSpec.build`)."""
+    return engine_spec(model_path, model, kv_cache_mib, gpu_memory_utilization, seed, max_model_len,
+                       worker_extension_cls).build()
 
 
 class _RotaryReloadFilter(logging.Filter):

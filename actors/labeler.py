@@ -17,7 +17,7 @@ import numpy as np
 import ray
 import torch
 
-from actors.engine import build_llm
+from actors.engine import EngineSpec, engine_spec
 from rlaif_ray.batch import RolloutBatch
 from rlaif_ray.config import EvalConfig, LabelConfig, RolesConfig
 from rlaif_ray.labeler import candidate_probs, direct_reward, plan_candidate_queries, preference_from_swapped
@@ -28,16 +28,27 @@ class LabelerActor:
     def __init__(self, cfg: RolesConfig | LabelConfig | EvalConfig, rank: int, context_tokens: int):
         """`context_tokens`: the engine's context, sized by the verb for what it judges
         (`rlaif_ray.labeler.render.labeler_context_tokens`)."""
-        self.cfg = cfg.labeler
         self.name = f"labeler-{rank}"
-        self.llm = build_llm(cfg.model.labeler, cfg.model, self.cfg.kv_cache_mib,
-                             self.cfg.gpu_memory_utilization, seed=cfg.run.seed, max_model_len=context_tokens)
+        self.llm = self.reuse_key(cfg, rank, context_tokens).build()
         self.tokenizer = self.llm.get_tokenizer()
+        self.reset(cfg, rank, context_tokens)
+
+    @staticmethod
+    def reuse_key(cfg: RolesConfig | LabelConfig | EvalConfig, rank: int, context_tokens: int) -> EngineSpec:
+        """What the engine is built from: actors of equal keys are interchangeable after
+        `reset` (rlaif_ray.driver.warm)."""
+        return engine_spec(cfg.model.labeler, cfg.model, cfg.labeler.kv_cache_mib, cfg.labeler.gpu_memory_utilization,
+                           seed=cfg.run.seed, max_model_len=context_tokens)
+
+    def reset(self, cfg: RolesConfig | LabelConfig | EvalConfig, rank: int, context_tokens: int) -> str:
+        """Serve a new run: its prompt template and candidates (the engine is the same)."""
+        self.cfg = cfg.labeler
         self.prompts = LabelerPrompts(self.cfg, self.tokenizer, cfg.model.labeler)
         self.candidates = [self.prompts.encode_candidate(c) for c in self.prompts.candidates("direct")]
         self.queries = plan_candidate_queries(self.candidates)
         self.pair_candidates = [self.prompts.encode_candidate(c) for c in self.prompts.candidates("pairwise")]
         self.pair_queries = plan_candidate_queries(self.pair_candidates)
+        return self.name
 
     def ping(self) -> str:
         return self.name

@@ -7,6 +7,7 @@ its own slice of rows and rank 0 answers for the group where one answer is neede
 
 from __future__ import annotations
 
+import gc
 import time
 from pathlib import Path
 
@@ -52,8 +53,25 @@ def objective_settings(cfg: TrainConfig) -> ObjectiveSettings:
 
 class LearnerWorker:
     def __init__(self, cfg: RolesConfig, rank: int, world_size: int):
-        self.cfg, self.rank, self.world = cfg, rank, world_size
+        self.rank, self.world = rank, world_size
         self.name = f"learner-{rank}"
+        self.policy = self.critic = self.sender = None
+        self.reset(cfg, rank, world_size)
+
+    @staticmethod
+    def reuse_key(cfg: RolesConfig, rank: int, world_size: int) -> tuple:
+        """Workers of equal keys are interchangeable after `reset` (rlaif_ray.driver.warm): the
+        process group outlives a run; the engines are built anew by `setup`."""
+        return world_size, cfg.dist_backend
+
+    def reset(self, cfg: RolesConfig, rank: int, world_size: int) -> str:
+        """Serve a new run: drop the last run's engines (and their optimiser state); `setup`
+        builds this run's."""
+        self.cfg = cfg
+        if self.policy is not None:
+            self.policy = self.critic = self.sender = None
+            gc.collect()
+        return self.name
 
     def rendezvous_address(self) -> tuple[str, int]:
         """Rank 0's node address and a free port on that node, for the group's rendezvous."""
@@ -62,7 +80,8 @@ class LearnerWorker:
     def setup(self, master_addr: str, master_port: int) -> str:
         """Join the process group and build the DeepSpeed engines (all ranks at once)."""
         cfg = self.cfg
-        process_group.join(master_addr, master_port, self.rank, self.world, cfg.dist_backend)
+        if not process_group.joined():  # a kept worker (driver/warm.py) is in its group already
+            process_group.join(master_addr, master_port, self.rank, self.world, cfg.dist_backend)
         torch.manual_seed(cfg.run.seed)
         ds_cfg = deepspeed_config(cfg)
         self.policy = self._engine(load_causal_lm(cfg.model.policy, cfg.model.dtype, cfg.model.trust_remote_code),

@@ -26,6 +26,13 @@ def rendezvous_address() -> tuple[str, int]:
         return addr, s.getsockname()[1]
 
 
+def joined() -> bool:
+    """Whether this process is in a process group already."""
+    import torch.distributed as dist
+
+    return dist.is_initialized()
+
+
 def join(master_addr: str, master_port: int, rank: int, world: int, backend: str) -> None:
     import deepspeed
     import torch.distributed as dist

@@ -19,11 +19,21 @@ from rlaif_ray.modeling import batched_response_logprobs, load_causal_lm
 
 class ReferenceActor:
     def __init__(self, cfg: TrainConfig):
-        self.cfg = cfg
         self.name = "reference"
         device = "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu"
         self.model = load_causal_lm(cfg.model.policy, cfg.model.dtype, cfg.model.trust_remote_code).to(device)
         self.model.eval().requires_grad_(False)
+        self.reset(cfg)
+
+    @staticmethod
+    def reuse_key(cfg: TrainConfig) -> tuple:
+        """Actors of equal keys are interchangeable after `reset` (rlaif_ray.driver.warm)."""
+        return cfg.model.policy, cfg.model.dtype, cfg.model.trust_remote_code
+
+    def reset(self, cfg: TrainConfig) -> str:
+        """Serve a new run (the frozen model is the same: see `reuse_key`)."""
+        self.cfg = cfg
+        return self.name
 
     def ping(self) -> str:
         return self.name

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import ray
 
-from actors.engine import build_llm
+from actors.engine import EngineSpec, engine_spec
 from rlaif_ray.batch import RolloutBatch, build_shard
 from rlaif_ray.config import RolesConfig
 from rlaif_ray.modeling import plan_kv_cache
@@ -21,18 +21,36 @@ from rlaif_ray.weight_sync import make_receiver, probe, worker_extension
 
 class RolloutActor:
     def __init__(self, cfg: RolesConfig, rank: int):
-        self.cfg = cfg
         self.rank = rank
         self.name = f"rollout-{rank}"
+        self.llm = self.engine(cfg, rank).build()
+        self.tokenizer = self.llm.get_tokenizer()
+        self.reset(cfg, rank)
+
+    @staticmethod
+    def reuse_key(cfg: RolesConfig, rank: int) -> EngineSpec | None:
+        """Actors of equal keys are interchangeable after `reset` (rlaif_ray.driver.warm);
+        None: never reused."""
+        if cfg.sync.backend != "object_store":  # an NCCL receiver belongs to one run's weight group
+            return None
+        return RolloutActor.engine(cfg, rank)
+
+    @staticmethod
+    def engine(cfg: RolesConfig, rank: int) -> EngineSpec:
         kv = plan_kv_cache(cfg.model.policy, cfg.model.dtype, cfg.rollout.kv_cache_mib, cfg.rollout_sequences_per_call,
                            cfg.rollout_tokens_per_sequence, cfg.model.trust_remote_code)
-        self.llm = build_llm(cfg.model.policy, cfg.model, kv.mib,
-                             cfg.rollout.gpu_memory_utilization, seed=cfg.run.seed + rank,
-                             max_model_len=max(cfg.rollout_tokens_per_sequence,
-                                               probe.PROBE_PROMPT_TOKENS + probe.PROBE_NEW_TOKENS),
-                             worker_extension_cls=worker_extension(cfg.sync))
-        self.tokenizer = self.llm.get_tokenizer()
+        return engine_spec(cfg.model.policy, cfg.model, kv.mib, cfg.rollout.gpu_memory_utilization,
+                           seed=cfg.run.seed + rank,
+                           max_model_len=max(cfg.rollout_tokens_per_sequence,
+                                             probe.PROBE_PROMPT_TOKENS + probe.PROBE_NEW_TOKENS),
+                           worker_extension_cls=worker_extension(cfg.sync))
+
+    def reset(self, cfg: RolesConfig, rank: int) -> str:
+        """Serve a new run: its settings, a receiver at version 0. The engine still holds the
+        last run's weights until the run's first push (train_run pushes them for a kept pool)."""
+        self.cfg = cfg
         self.receiver = make_receiver(cfg.sync, self.llm, self.name)
+        return self.name
 
     def ping(self) -> str:
         return self.name

@@ -87,6 +87,23 @@ class ActorPool:
         cls = set_up_first(self.cls, steps) if steps else self.cls
         return ray.remote(cls).options(**opts).remote(*self.make_args(i))
 
+    def rebind(self, make_args: Callable[[int], tuple], logs: RunLogs, policy: CallPolicy,
+               recovery: Recovery) -> list:
+        """Serve another run with the actors held (driver/warm.py): each actor `reset`s with
+        its new constructor arguments and writes to the new run's log file; the pool takes
+        the run's call policy and recovery counts, and forgets the last run's replacement hook
+        and fault injection. Returns the refs of the resets."""
+        self.make_args, self.logs, self.policy, self.recovery = make_args, logs, policy, recovery
+        self.on_replace, self.usage = None, Usage()
+        self.__dict__.pop("submit", None)  # a fault injector's wrapper (driver/chaos.py) was the last run's
+        resets = []
+        for i, actor in enumerate(self.actors):
+            log_file = logs.actor_file(f"{self.role}-{i}")
+            if log_file:  # before the reset, so what it prints lands in this run's file
+                actor.__ray_call__.remote(lambda _self, path: redirect_output(path), log_file)
+            resets.append(actor.reset.remote(*make_args(i)))
+        return resets
+
     def wait_ready(self, timeout_s: float) -> None:
         for i, a in enumerate(self.actors):
             get_with_timeout(a.ping.remote(), timeout_s, f"{self.role}-{i}", "start-up")

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Callable
 
 from actors.labeler import LabelerActor
 from actors.learner import LearnerWorker
 from actors.reference import ReferenceActor
 from actors.reward_model import RewardModelActor
 from actors.rollout import RolloutActor
-from rlaif_ray.config import RolesConfig
+from rlaif_ray.config import Resources, RolesConfig
 from rlaif_ray.cores import local_node_cores, role_threads
 from rlaif_ray.driver.calls import CallPolicy, Recovery
 from rlaif_ray.driver.logs import STREAM, RunLogs
@@ -19,6 +21,7 @@ from rlaif_ray.labeler.render import labeler_context_tokens
 from rlaif_ray.modeling import plan_kv_cache
 from rlaif_ray.driver.pools import ActorPool, describe_roles, get_with_timeout, wait_all_ready
 from rlaif_ray.driver.runtime import actor_env
+from rlaif_ray.driver.warm import WarmRoles, pool_key
 
 
 @dataclass
@@ -29,6 +32,8 @@ class Roles:
     learners: ActorPool
     scorers: dict[str, ActorPool] | None = None  # source name -> pool, one per reward_model/classifier source
     recovery: Recovery | None = None             # replacements and redone prompts, shared by the pools
+    keys: dict[str, Hashable | None] = field(default_factory=dict)  # role -> its warm.pool_key
+    kept: set[str] = field(default_factory=set)  # roles taken from an earlier run's pools (driver/warm.py)
 
     def all(self) -> list[ActorPool]:
         pools = [p for p in (self.rollout, self.labeler, self.reference, self.learners) if p is not None]
@@ -38,53 +43,93 @@ class Roles:
         for pool in self.all():
             pool.shutdown()
 
+    def keep_in(self, warm: WarmRoles) -> None:
+        """Hand every pool to `warm` for the next run (those it cannot keep are shut down)."""
+        warm.keep([(self.keys.get(p.role), p) for p in self.all()])
 
-def start_roles(cfg: RolesConfig, reference: bool = True, logs: RunLogs = STREAM) -> Roles:
-    """Create all pools at once (engines build concurrently), then wait until all answer.
 
-    `reference=False` skips the frozen reference copy (a run without a KL term). Says on the
-    terminal which roles are starting, then when each is ready; each actor's output goes to
-    its file under `logs`.
-    """
-    env = actor_env(cfg.ray)
-    timeout = cfg.run.startup_timeout_s
-    w = cfg.learner.num_workers
-    recovery = Recovery()
+@dataclass
+class PoolPlan:
+    """One role's pool as a run wants it: what `ActorPool` is built from."""
 
-    threads = run_threads(cfg, reference)
+    role: str
+    cls: type
+    resources: Resources
+    count: int
+    make_args: Callable[[int], tuple]  # actor i's constructor (and `reset`) arguments
+    replaceable: bool = True
 
-    def pool(role, cls, resources, count, make_args):
-        return ActorPool(role, cls, resources, count, make_args, env, timeout, logs, CallPolicy.of(cfg.run),
-                         recovery=recovery, threads=threads[role])
-    scorer_sources = [(k, s) for k, s in enumerate(cfg.reward.sources) if s.kind in ("reward_model", "classifier")]
-    counts = [("rollout", cfg.rollout.num_actors)]  # in the order of Roles.all()
-    counts += [("labeler", cfg.labeler.num_actors)] if cfg.uses_labeler else []
-    counts += [("reference", cfg.reference.num_actors)] if reference else []
-    counts += [("learner", w)] + [(s.label, s.num_actors) for _, s in scorer_sources]
-    started = time.perf_counter()
-    logs.say(f"starting {describe_roles(counts)}")
-    warn_if_generating_in_waves(cfg, logs)
-    learners = learner_group(cfg, logs, recovery, threads["learner"])
-    rollout = pool("rollout", RolloutActor, cfg.rollout.resources, cfg.rollout.num_actors, lambda r: (cfg, r))
-    labeler = None
+
+def role_plans(cfg: RolesConfig, reference: bool = True) -> list[PoolPlan]:
+    """Every pool of a run, in the order of `Roles.all()`."""
+    plans = [PoolPlan("rollout", RolloutActor, cfg.rollout.resources, cfg.rollout.num_actors, lambda r: (cfg, r))]
     if cfg.uses_labeler:
         # A training run's labeler judges one prompt and one response.
         context = labeler_context_tokens(cfg.labeler, cfg.data.max_prompt_tokens + cfg.rollout.sampling.max_new_tokens)
-        labeler = pool("labeler", LabelerActor, cfg.labeler.resources, cfg.labeler.num_actors, lambda r: (cfg, r, context))
-    ref_pool = None
+        plans.append(PoolPlan("labeler", LabelerActor, cfg.labeler.resources, cfg.labeler.num_actors,
+                              lambda r: (cfg, r, context)))
     if reference:
-        ref_pool = pool("reference", ReferenceActor, cfg.reference.resources, cfg.reference.num_actors, lambda r: (cfg,))
-    scorers = {s.label: pool(s.label, RewardModelActor, s.resources, s.num_actors, lambda r, k=k: (cfg, k, r))
-               for k, s in scorer_sources}
-    roles = Roles(rollout, labeler, ref_pool, learners, scorers, recovery)
+        plans.append(PoolPlan("reference", ReferenceActor, cfg.reference.resources, cfg.reference.num_actors,
+                              lambda r: (cfg,)))
+    plans.append(learner_plan(cfg))
+    plans += [PoolPlan(s.label, RewardModelActor, s.resources, s.num_actors, lambda r, k=k: (cfg, k, r))
+              for k, s in enumerate(cfg.reward.sources) if s.kind in ("reward_model", "classifier")]
+    return plans
+
+
+def learner_plan(cfg: RolesConfig) -> PoolPlan:
+    """The learner workers: one group, so a lost member is not replaced alone
+    (`replaceable=False`); the run rebuilds it."""
+    w = cfg.learner.num_workers
+    return PoolPlan("learner", LearnerWorker, cfg.learner.resources, w, lambda r: (cfg, r, w), replaceable=False)
+
+
+def start_roles(cfg: RolesConfig, reference: bool = True, logs: RunLogs = STREAM, warm: WarmRoles | None = None) -> Roles:
+    """Create all pools at once (engines build concurrently), then wait until all answer.
+
+    `reference=False` skips the frozen reference copy (a run without a KL term). `warm`: pools
+    kept from earlier runs, taken where they fit (driver/warm.py). Says on the terminal which
+    roles are starting, then when each is ready; each actor's output goes to its file under
+    `logs`.
+    """
+    recovery, policy = Recovery(), CallPolicy.of(cfg.run)
+    threads = run_threads(cfg, reference)
+    plans = role_plans(cfg, reference)
+    keys = {p.role: pool_key(p.role, p.cls, p.resources, p.count, p.make_args, threads[p.role]) for p in plans}
+    kept = warm.claim(list(keys.values())) if warm is not None else {}
+    started = time.perf_counter()
+    reused = [p.role for p in plans if keys[p.role] in kept]
+    logs.say(f"starting {describe_roles([(p.role, p.count) for p in plans])}"
+             + (f" (kept from the last run: {', '.join(reused)})" if reused else ""))
+    warn_if_generating_in_waves(cfg, logs)
+    pools, resets = {}, {}
+    # The learners first: their rendezvous waits on rank 0's process while the rest start.
+    for p in sorted(plans, key=lambda p: p.role != "learner"):
+        if p.role in reused:
+            pools[p.role] = kept[keys[p.role]]
+            resets[p.role] = pools[p.role].rebind(p.make_args, logs, policy, recovery)
+        else:
+            pools[p.role] = open_pool(p, cfg, logs, recovery, threads[p.role])
+    scorers = {p.role: pools[p.role] for p in plans if p.cls is RewardModelActor}
+    roles = Roles(pools["rollout"], pools.get("labeler"), pools.get("reference"), pools["learner"], scorers,
+                  recovery, keys, set(reused))
     # Every actor was created before the learners' rendezvous waits on rank 0's process: the
     # engines start meanwhile. Learners count as ready once their DeepSpeed set-up is done.
     try:
-        wait_all_ready(roles.all(), timeout, logs, started, also={"learner": set_up_learners(cfg, learners)})
+        resets["learner"] = resets.get("learner", []) + set_up_learners(cfg, roles.learners)
+        wait_all_ready(roles.all(), cfg.run.startup_timeout_s, logs, started, also=resets)
     except BaseException:  # nothing is left running on a cluster the run joined
         roles.shutdown()
         raise
     return roles
+
+
+def open_pool(plan: PoolPlan, cfg: RolesConfig, logs: RunLogs, recovery: Recovery | None,
+              threads: int | None) -> ActorPool:
+    """Start the actors of `plan` (each builds its engine in its own process)."""
+    return ActorPool(plan.role, plan.cls, plan.resources, plan.count, plan.make_args, actor_env(cfg.ray),
+                     cfg.run.startup_timeout_s, logs, CallPolicy.of(cfg.run), replaceable=plan.replaceable,
+                     recovery=recovery, threads=threads)
 
 
 def warn_if_generating_in_waves(cfg: RolesConfig, logs: RunLogs) -> None:
@@ -114,14 +159,9 @@ def start_learners(cfg: RolesConfig, logs: RunLogs = STREAM, recovery: Recovery 
 
 def learner_group(cfg: RolesConfig, logs: RunLogs = STREAM, recovery: Recovery | None = None,
                   threads: int | None = None) -> ActorPool:
-    """The learner workers, created (not yet set up). One group: a lost member is not replaced
-    alone (`replaceable=False`); the run rebuilds it. `threads`: each worker's compute threads
-    (None: what `run_threads` gives the learners)."""
-    w = cfg.learner.num_workers
-    threads = threads or run_threads(cfg)["learner"]
-    return ActorPool("learner", LearnerWorker, cfg.learner.resources, w, lambda r: (cfg, r, w), actor_env(cfg.ray),
-                     cfg.run.startup_timeout_s, logs, CallPolicy.of(cfg.run), replaceable=False, recovery=recovery,
-                     threads=threads)
+    """The learner workers, created (not yet set up). `threads`: each worker's compute
+    threads (None: what `run_threads` gives the learners)."""
+    return open_pool(learner_plan(cfg), cfg, logs, recovery, threads or run_threads(cfg)["learner"])
 
 
 def set_up_learners(cfg: RolesConfig, learners: ActorPool) -> list:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import ray
 from tqdm import tqdm
 
 from rlaif_ray.algorithms import make_kl_controller
@@ -20,6 +21,7 @@ from rlaif_ray.driver.pools import wait_all_ready
 from rlaif_ray.driver.resume import driver_state, restore, rewind, save_checkpoint, should_checkpoint
 from rlaif_ray.driver.roles import start_learners, start_roles
 from rlaif_ray.driver.runtime import ray_session
+from rlaif_ray.driver.warm import WarmRoles
 from rlaif_ray.weight_sync.driver import make_weight_sync
 from rlaif_ray.driver.train import RunState, run_iteration
 from rlaif_ray.modeling import load_tokenizer
@@ -31,13 +33,18 @@ from rlaif_ray.run_dir import MetricsWriter, prepare_run_dir, read_metrics
 log = logging.getLogger("rlaif_ray")
 
 def train_run(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, overwrite: bool = False,
-              progress: bool = True, verbose: bool = False) -> dict:
+              progress: bool = True, verbose: bool = False, warm: WarmRoles | None = None) -> dict:
     """Validate everything that can be checked without Ray, then run all iterations.
 
     Engine and driver output goes to RUN_DIR/logs/ (see driver/logs.py); `verbose` streams
-    it to the terminal instead.
+    it to the terminal instead. `warm`: roles kept by earlier runs of this driver, taken where
+    they fit, and this run's roles kept in it when it ends well (driver/warm.py; the caller
+    shuts it down, inside the same Ray session).
     """
     run_dir = Path(run_dir)
+    if warm is not None and not ray.is_initialized():
+        raise ValueError("train_run(warm=...): kept roles live in a Ray session that outlives the run; "
+                         "start Ray first (rlaif_ray.driver.runtime.ray_session)")
     check_models(cfg)
     tokenizer = load_tokenizer(cfg.model.policy, cfg.model.trust_remote_code)
     logs = RunLogs.under(run_dir, verbose)
@@ -50,18 +57,25 @@ def train_run(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, overw
     for line in skipped:
         log.warning("%s", line)
     with ray_session(cfg.ray, logs):
-        roles = start_roles(cfg, logs=logs)
+        roles = start_roles(cfg, logs=logs, warm=warm)
+        finished = False
         try:
             run = RunState(cfg, roles, stream, make_kl_controller(cfg.kl.controller, cfg.kl.coef, cfg.kl.target, cfg.kl.horizon),
                            make_weight_sync(cfg.sync, roles.rollout), probe_prompt(tokenizer), run_dir)
+            if "rollout" in roles.kept:  # kept engines serve the last run's weights: this run's start
+                run.sync.push(roles.learners, roles.rollout, run.policy_version)
             run.start_state = driver_state(run)
             if resume:
                 restored = restore(run, run_dir, checkpoint)
                 log.warning("resumed from %s at iteration %d", restored, run.iteration)
             run.chaos = chaos.install(roles, cfg.chaos.faults, lambda: run.running)
             run_iterations(run, run_dir, logs, progress)
+            finished = True
         finally:
-            roles.shutdown()
+            if finished and warm is not None:
+                roles.keep_in(warm)
+            else:
+                roles.shutdown()
     # Over the whole run: a resumed run's metrics.jsonl holds iterations 1..N once each.
     summary = summarize(read_metrics(run_dir))
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
