@@ -2,6 +2,7 @@
 
     rlaif-ray train --config FILE [--run-dir DIR] [--set key=value ...] [--overwrite]
     rlaif-ray train --resume RUN_DIR [--set ...]
+    rlaif-ray sweep --config FILE --vary KEY=[V1, V2, ...] [--vary ...] [--set ...] [--sweep-dir DIR]
     rlaif-ray samples RUN_DIR [--iteration N | --last K] [--full]
     rlaif-ray label | train-rm | dpo | eval | rejection-sampling --config FILE [--set ...]
     rlaif-ray submit --address URL --config FILE [--set ...] [--python PY] [--no-wait]
@@ -43,6 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true", help="Replace whatever run is in --run-dir.")
     p.add_argument("--no-progress", action="store_true", help="No progress bar (logs only).")
 
+    p = sub.add_parser("sweep", help="Train every combination of --vary values, one run after another on the "
+                                     "roles the run before kept (where they fit).")
+    p.add_argument("--config", required=True, help="The base run YAML.")
+    p.add_argument("--vary", action="append", default=[], metavar="KEY=[V1, V2, ...]",
+                   help="Values of one dotted key, a YAML list (repeatable; every combination runs): "
+                        "--vary 'learner.lr=[1e-4, 5e-4]'")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="Dotted override of the base config for every run (repeatable).")
+    p.add_argument("--sweep-dir", default=None, help="Where the runs go, one folder each (default runs/sweep-<run.name>).")
+    p.add_argument("--overwrite", action="store_true", help="Replace runs already in --sweep-dir.")
+    p.add_argument("--no-progress", action="store_true", help="No progress bars.")
+
     p = sub.add_parser("make-tiny-models", help="Build the tiny offline policy/labeler/RM models and toy data.")
     p.add_argument("dir")
     p.add_argument("--seed", type=int, default=0)
@@ -66,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_preference_commands(sub)
     add_samples_command(sub)
     # Every verb that starts engines keeps the terminal to the run's own lines (rlaif_ray/driver/logs.py).
-    for verb in ("train", "label", "train-rm", "dpo", "eval", "rejection-sampling"):
+    for verb in ("train", "sweep", "label", "train-rm", "dpo", "eval", "rejection-sampling"):
         sub.choices[verb].add_argument(
             "--verbose", action="store_true",
             help="Stream every engine's, Ray's and the libraries' output to the terminal (default: only the run's "
@@ -94,6 +107,18 @@ def cmd_train(args) -> int:
           f"{summary['reward_last']:+.3f} ± {summary['reward_last_se']:.3f}; final KL {summary['kl_last']:.3f}; "
           f"{summary['seconds_per_iteration']:.2f} s/iteration")
     return 0
+
+
+def cmd_sweep(args) -> int:
+    from rlaif_ray.driver.sweep import format_table, parse_vary, plan_sweep, sweep_run
+
+    runs = plan_sweep(args.config, args.overrides, parse_vary(args.vary))
+    base = load_config(args.config, args.overrides)
+    sweep_dir = args.sweep_dir or f"runs/sweep-{base.run.name}"
+    records = sweep_run(runs, sweep_dir, overwrite=args.overwrite, progress=not args.no_progress, verbose=args.verbose)
+    print(format_table(records))
+    print(f"{sum(r['status'] == 'done' for r in records)} of {len(records)} runs done in {sweep_dir} (sweep.json)")
+    return 0 if all(r["status"] == "done" for r in records) else 1
 
 
 def cmd_make_tiny_models(args) -> int:
@@ -132,7 +157,7 @@ def cmd_config(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "make-tiny-models": cmd_make_tiny_models, "make-smollm2": cmd_make_smollm2,
+COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "make-tiny-models": cmd_make_tiny_models, "make-smollm2": cmd_make_smollm2,
             "config": cmd_config, **CLUSTER_COMMANDS}
 
 

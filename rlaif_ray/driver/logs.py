@@ -113,7 +113,10 @@ class RunLogs:
         for fd in (1, 2):
             os.dup2(log_fd, fd)
         os.close(log_fd)
-        self.terminal.stream = os.fdopen(os.dup(saved[2]), "w", buffering=1)
+        # Nested in another capture (a sweep's, around its runs): the terminal is the outer one's.
+        terminal_fd = _TERMINALS[-1].fileno() if _TERMINALS else saved[2]
+        self.terminal.stream = os.fdopen(os.dup(terminal_fd), "w", buffering=1)
+        _TERMINALS.append(self.terminal.stream)
         # rlaif_ray's warnings matter to the person at the terminal; they also propagate
         # to the root logger (now writing into driver.log), so the file has them in order.
         handler = _TerminalHandler(self.terminal)
@@ -129,11 +132,14 @@ class RunLogs:
             sys.stdout.flush()
             sys.stderr.flush()
             stream, self.terminal.stream = self.terminal.stream, None
+            _TERMINALS.remove(stream)
             stream.close()
             for fd in (1, 2):
                 os.dup2(saved[fd], fd)
                 os.close(saved[fd])
 
+
+_TERMINALS: list = []  # the terminal streams of the captures now active, innermost last
 
 STREAM = RunLogs(None)  # nothing redirected: what library callers and benchmarks get unless they choose
 
