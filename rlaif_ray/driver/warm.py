@@ -19,12 +19,19 @@ weights, so train_run pushes its fresh learners' weights (version 0) before iter
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Callable
 
+import ray
+from ray.exceptions import RayError
+
 from rlaif_ray.config import Resources
 from rlaif_ray.driver.pools import ActorPool
+
+log = logging.getLogger("rlaif_ray")
+PING_TIMEOUT_S = 10.0  # an idle actor answers in milliseconds; one that does not is not kept
 
 
 def pool_key(role: str, cls: type, resources: Resources, count: int, make_args: Callable[[int], tuple],
@@ -47,9 +54,15 @@ class WarmRoles:
     kept: dict[Hashable, ActorPool] = field(default_factory=dict)
 
     def claim(self, keys: list[Hashable | None]) -> dict[Hashable, ActorPool]:
-        """The kept pools a run will use (by key); every other kept pool is shut down now."""
+        """The kept pools a run will use (by key), each with every actor alive; every other
+        kept pool (and one that lost an actor while idle) is shut down now."""
         taken = {k: self.kept.pop(k) for k in keys if k is not None and k in self.kept}
         self.shutdown()
+        for key, pool in list(taken.items()):
+            if not _answers(pool):
+                log.warning("%s: an actor kept from the last run is gone; starting the role anew", pool.role)
+                pool.shutdown()
+                del taken[key]
         return taken
 
     def keep(self, pools: list[tuple[Hashable | None, ActorPool]]) -> None:
@@ -64,3 +77,11 @@ class WarmRoles:
         for pool in self.kept.values():
             pool.shutdown()
         self.kept.clear()
+
+
+def _answers(pool: ActorPool) -> bool:
+    try:
+        ray.get([a.ping.remote() for a in pool.actors], timeout=PING_TIMEOUT_S)
+    except RayError:  # GetTimeoutError is one
+        return False
+    return True

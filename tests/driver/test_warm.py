@@ -4,6 +4,7 @@ the numbers of a run on fresh ones, and a run that wants other roles gets fresh 
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 import ray
@@ -43,5 +44,15 @@ def test_kept_roles_give_the_numbers_of_fresh_ones(ray_local, make_config, tmp_p
         train_run(grpo, tmp_path / "grpo", progress=False, warm=warm)
         assert "(kept from the last run: rollout, reference, learner)" in capfd.readouterr().err
         assert all("loss/value" not in r for r in read_metrics(tmp_path / "grpo"))
+
+        # A kept actor killed while idle (by PID, from outside): that role starts anew.
+        rollout = next(p for k, p in warm.kept.items() if k[0] == "rollout")
+        os.kill(ray.get(rollout.actors[0].__ray_call__.remote(lambda _self: os.getpid())), signal.SIGKILL)
+        train_run(grpo, tmp_path / "again", progress=False, warm=warm)
+        err = capfd.readouterr().err
+        assert "rollout: an actor kept from the last run is gone; starting the role anew" in err
+        assert "(kept from the last run: labeler, reference, learner)" in err
+        assert [r["reward/mean"] for r in read_metrics(tmp_path / "again")] == [
+            r["reward/mean"] for r in read_metrics(tmp_path / "grpo")]
     finally:
         warm.shutdown()

@@ -12,17 +12,17 @@ from rlaif_ray.driver.run import train_run
 
 
 @pytest.fixture(scope="session")
-def default_run(ray_local, make_config, tmp_path_factory):
+def default_run(warm_roles, make_config, tmp_path_factory):
     """configs/local.yaml as shipped, on the tiny models: (config, run dir, summary)."""
     cfg = make_config()
     run_dir = tmp_path_factory.mktemp("default") / "run"
-    return cfg, run_dir, train_run(cfg, run_dir, progress=False)
+    return cfg, run_dir, train_run(cfg, run_dir, progress=False, warm=warm_roles)
 
 
 @pytest.fixture(scope="session")
-def checkpointed_run(ray_local, make_config, tmp_path_factory):
+def checkpointed_run(warm_roles, make_config, tmp_path_factory):
     """4 iterations of CHECKPOINTED without interruption, checkpoints at 2 and 4: what resumed
     and restarted runs must match, and what damaged-checkpoint tests damage (in a copy)."""
     run_dir = tmp_path_factory.mktemp("checkpointed") / "run"
-    train_run(make_config("run.iterations=4", *CHECKPOINTED), run_dir, progress=False)
+    train_run(make_config("run.iterations=4", *CHECKPOINTED), run_dir, progress=False, warm=warm_roles)
     return run_dir

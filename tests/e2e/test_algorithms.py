@@ -14,12 +14,12 @@ from rlaif_ray.run_dir import read_metrics
 @pytest.mark.slow
 @pytest.mark.parametrize("algorithm,zero_stage,kl_placement", [
     ("grpo", 3, "loss"), ("rloo", 2, "reward"), ("reinforce_pp", 1, "reward")])
-def test_algorithm_runs(ray_local, make_config, tmp_path, algorithm, zero_stage, kl_placement):
+def test_algorithm_runs(warm_roles, make_config, tmp_path, algorithm, zero_stage, kl_placement):
     cfg = make_config(f"ppo.algorithm={algorithm}", f"learner.zero_stage={zero_stage}",
                       f"kl.placement={kl_placement}", "kl.estimator=k3" if kl_placement == "loss" else "kl.estimator=k1",
                       "run.iterations=2", "data.prompts_per_iteration=8", "ppo.minibatch_size=16",
                       "rollout.num_actors=1")
-    train_run(cfg, tmp_path / "run", progress=False)
+    train_run(cfg, tmp_path / "run", progress=False, warm=warm_roles)
     rows = read_metrics(tmp_path / "run")
     assert len(rows) == 2
     for row in rows:

@@ -29,9 +29,9 @@ STOP_WITHIN_S = 60.0  # Ctrl-C to exit, on 2 busy cores (actors are killed, noth
 
 
 @pytest.fixture(scope="module")
-def straight(ray_local, make_config, tmp_path_factory):
+def straight(warm_roles, make_config, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("pipelined") / "run"
-    train_run(make_config("run.iterations=4", *PIPELINED), run_dir, progress=False)
+    train_run(make_config("run.iterations=4", *PIPELINED), run_dir, progress=False, warm=warm_roles)
     return run_dir
 
 
@@ -57,20 +57,20 @@ def test_staleness_is_bounded_and_measured(straight):
 
 
 @pytest.mark.slow
-def test_pipelined_resume_continues_exactly(straight, make_config, tmp_path):
+def test_pipelined_resume_continues_exactly(straight, warm_roles, make_config, tmp_path):
     split = tmp_path / "split"
-    train_run(make_config("run.iterations=3", *PIPELINED), split, progress=False)
+    train_run(make_config("run.iterations=3", *PIPELINED), split, progress=False, warm=warm_roles)
     # The checkpoint at 2 holds batch 3, generated ahead by v1 (weights the resumed run no longer has).
     assert (list_checkpoints(split)[0] / PENDING_FILE).exists()
     shutil.rmtree(latest_checkpoint(split))
-    train_run(make_config("run.iterations=4", *PIPELINED), split, resume=True, progress=False)
+    train_run(make_config("run.iterations=4", *PIPELINED), split, resume=True, progress=False, warm=warm_roles)
     same_numbers(read_metrics(straight), read_metrics(split))
     prompts = lambda d: [json.loads(l)["positions"] for l in (d / "prompts.jsonl").read_text().splitlines()]
     assert prompts(split) == prompts(straight) == [[4 * i + k for k in range(4)] for i in range(4)]
 
 
 @pytest.mark.slow
-def test_actors_and_a_learner_killed_mid_pipeline_give_the_same_numbers(straight, make_config, tmp_path):
+def test_actors_and_a_learner_killed_mid_pipeline_give_the_same_numbers(straight, warm_roles, make_config, tmp_path):
     # During iteration 2 the reference scores batch 3's chunks as they are generated; during
     # iteration 3 rollout-0 generates batch 4 ahead (as v2) and the labeler scores it. Each is
     # SIGKILLed at that call, replaced (the rollout one loads v2) and its chunk redone.
@@ -78,7 +78,7 @@ def test_actors_and_a_learner_killed_mid_pipeline_give_the_same_numbers(straight
     # 2, which brings back batch 3 as generated ahead by v1, and iterations 3-4 are redone.
     faults = ("[{role: reference, iteration: 2}, {role: rollout, actor: 0, iteration: 3}, {role: labeler, iteration: 3},"
               " {role: learner, actor: 1, iteration: 4}]")
-    train_run(make_config("run.iterations=4", *PIPELINED, f"chaos.faults={faults}"), tmp_path / "run", progress=False)
+    train_run(make_config("run.iterations=4", *PIPELINED, f"chaos.faults={faults}"), tmp_path / "run", progress=False, warm=warm_roles)
     rows = read_metrics(tmp_path / "run")
     same_numbers(read_metrics(straight), rows)
     last = rows[-1]

@@ -12,12 +12,12 @@ from rlaif_ray.run_dir import read_metrics
 
 
 @pytest.mark.slow
-def test_dead_rollout_and_stalled_labeler_are_replaced(ray_local, make_config, tmp_path):
+def test_dead_rollout_and_stalled_labeler_are_replaced(warm_roles, make_config, tmp_path):
     cfg = make_config(
         "run.iterations=3", "data.prompts_per_iteration=8", "ppo.minibatch_size=16", "run.call_timeout_s=20",
         "chaos.faults=[{role: rollout, actor: 0, iteration: 2, kind: kill},"
         " {role: labeler, actor: 0, iteration: 3, kind: stall, stall_s: 120}]")
-    train_run(cfg, tmp_path / "run", progress=False)
+    train_run(cfg, tmp_path / "run", progress=False, warm=warm_roles)
     rows = read_metrics(tmp_path / "run")
     assert [r["iteration"] for r in rows] == [1, 2, 3]
     # Every iteration still has all 8 prompts × 4 samples: nothing of the killed actor is lost.
@@ -35,14 +35,14 @@ def test_dead_rollout_and_stalled_labeler_are_replaced(ray_local, make_config, t
 
 
 @pytest.mark.slow
-def test_lost_learner_past_its_restarts_stops_with_resume_hint(ray_local, make_config, tmp_path):
+def test_lost_learner_past_its_restarts_stops_with_resume_hint(warm_roles, make_config, tmp_path):
     run_dir = tmp_path / "run"
     cfg = make_config("run.iterations=3", "run.checkpoint_every=1", "data.prompts_per_iteration=4", "run.max_learner_restarts=0",
                       "ppo.minibatch_size=16", "chaos.faults=[{role: learner, actor: 0, iteration: 2}]")
     with pytest.raises(RunStopped) as stop:
-        train_run(cfg, run_dir, progress=False)
+        train_run(cfg, run_dir, progress=False, warm=warm_roles)
     message = str(stop.value)
     assert "learner" in message and f"--resume {run_dir}" in message and "iter-000001" in message
     resumed = cfg.model_copy(update={"chaos": cfg.chaos.model_copy(update={"faults": []})})
-    train_run(resumed, run_dir, resume=True, progress=False)
+    train_run(resumed, run_dir, resume=True, progress=False, warm=warm_roles)
     assert [r["iteration"] for r in read_metrics(run_dir)] == [1, 2, 3]

@@ -31,15 +31,15 @@ def straight(checkpointed_run):
 
 
 @pytest.mark.slow
-def test_resume_continues_exactly(straight, make_config, tmp_path):
+def test_resume_continues_exactly(straight, warm_roles, make_config, tmp_path):
     common = COMMON
     shutil.copytree(straight, tmp_path / "straight")
     split = tmp_path / "split"
-    train_run(make_config("run.iterations=3", *common), split, progress=False)
+    train_run(make_config("run.iterations=3", *common), split, progress=False, warm=warm_roles)
     # As if the process died after logging iteration 3 but before its checkpoint: the resumed
     # run redoes 3 from the checkpoint at 2.
     shutil.rmtree(latest_checkpoint(split))
-    train_run(make_config("run.iterations=4", *common), split, resume=True, progress=False)
+    train_run(make_config("run.iterations=4", *common), split, resume=True, progress=False, warm=warm_roles)
 
     a, b = read_metrics(tmp_path / "straight"), read_metrics(split)
     assert [r["iteration"] for r in b] == [1, 2, 3, 4]
@@ -68,14 +68,14 @@ def test_resume_continues_exactly(straight, make_config, tmp_path):
 
 
 @pytest.mark.slow
-def test_lost_learner_is_rebuilt_from_the_checkpoint(straight, make_config, tmp_path):
+def test_lost_learner_is_rebuilt_from_the_checkpoint(straight, warm_roles, make_config, tmp_path):
     """SIGKILL of learner-1 at its first call of iteration 4: the group is rebuilt from the
     checkpoint at 2, iterations 3 and 4 are redone, and the run ends with the uninterrupted
     run's numbers. (A fault at iteration 3 would strike the checkpoint save of iteration 2,
     the first learner call after it: the case of the next test.)"""
     run_dir = tmp_path / "run"
     train_run(make_config("run.iterations=4", *COMMON, "chaos.faults=[{role: learner, actor: 1, iteration: 4}]"),
-              run_dir, progress=False)
+              run_dir, progress=False, warm=warm_roles)
     b = same_numbers(read_metrics(straight), read_metrics(run_dir))
     assert b[-1]["recovery/learner/restarts"] == 1 and b[-1]["recovery/learner/redone_prompts"] == 8
     assert "sync/max_logprob_diff" in b[2] and b[2]["sync/max_logprob_diff"] <= 1e-4  # probed after the rebuild
@@ -84,12 +84,12 @@ def test_lost_learner_is_rebuilt_from_the_checkpoint(straight, make_config, tmp_
 
 
 @pytest.mark.slow
-def test_lost_learner_before_any_checkpoint_starts_the_run_over(straight, make_config, tmp_path):
+def test_lost_learner_before_any_checkpoint_starts_the_run_over(straight, warm_roles, make_config, tmp_path):
     """No checkpoint yet (checkpoints by the clock, none due in a short run): the rebuilt
     group holds the starting weights, the run starts over and still ends with the numbers."""
     run_dir = tmp_path / "run"
     train_run(make_config("run.iterations=4", *COMMON, "run.checkpoint_every=0",
-                          "chaos.faults=[{role: learner, actor: 0, iteration: 2}]"), run_dir, progress=False)
+                          "chaos.faults=[{role: learner, actor: 0, iteration: 2}]"), run_dir, progress=False, warm=warm_roles)
     b = same_numbers(read_metrics(straight), read_metrics(run_dir))
     assert b[-1]["recovery/learner/restarts"] == 1 and b[-1]["recovery/learner/redone_prompts"] == 8
     assert [r["iteration"] for r in map(json.loads, (run_dir / "metrics.discarded.jsonl").read_text().splitlines())] == [1]

@@ -69,13 +69,13 @@ def test_scorer_matches_hf(ray_local, make_config, scorer_models, tiny_models):
 
 
 @pytest.mark.slow
-def test_ppo_with_reward_model_and_classifier_sources(ray_local, make_config, scorer_models, tmp_path):
+def test_ppo_with_reward_model_and_classifier_sources(warm_roles, make_config, scorer_models, tmp_path):
     from rlaif_ray.driver.run import train_run
     from rlaif_ray.run_dir import read_metrics
 
     cfg = make_config("run.iterations=2", "data.prompts_per_iteration=8", "ppo.minibatch_size=16",
                       "rollout.num_actors=1", _sources(scorer_models))
-    train_run(cfg, tmp_path / "run", progress=False)
+    train_run(cfg, tmp_path / "run", progress=False, warm=warm_roles)
     rows = read_metrics(tmp_path / "run")
     assert len(rows) == 2
     for row in rows:

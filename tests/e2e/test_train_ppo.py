@@ -23,12 +23,12 @@ PIPELINED = ("pipeline.max_staleness=1", "ppo.off_policy_correction=tis")
 
 
 @pytest.fixture(params=["synchronous", "pipelined"])
-def run(request, ray_local, make_config, tmp_path):
+def run(request, warm_roles, make_config, tmp_path):
     """configs/local.yaml as shipped (the session's run, tests/e2e/conftest.py), and with k = 1."""
     if request.param == "synchronous":
         return request.getfixturevalue("default_run")
     cfg = make_config(*PIPELINED)
-    return cfg, tmp_path / "run", train_run(cfg, tmp_path / "run", progress=False)
+    return cfg, tmp_path / "run", train_run(cfg, tmp_path / "run", progress=False, warm=warm_roles)
 
 
 @pytest.mark.slow
