@@ -29,10 +29,11 @@ from rlaif_ray.config import RejectionSamplingConfig, RewardSource
 from rlaif_ray.data import prompt_stream
 from rlaif_ray.driver.logs import RunLogs
 from rlaif_ray.driver.pools import get_with_timeout
-from rlaif_ray.driver.roles import start_roles
+from rlaif_ray.driver.roles import running_roles
 from rlaif_ray.driver.runtime import ray_session
 from rlaif_ray.weight_sync.driver import make_weight_sync
-from rlaif_ray.driver.train import RunState, StageTimer, probe_if_due, record_prompts, sync_weights
+from rlaif_ray.driver.train import RunState, StageTimer, probe_if_due, record_prompts, serve_start_weights, sync_weights
+from rlaif_ray.driver.warm import WarmRoles, require_outer_session
 from rlaif_ray.evaluation import best_of_n, mean_se
 from rlaif_ray.modeling import load_tokenizer
 from rlaif_ray.preflight import check_models
@@ -107,9 +108,11 @@ def run_round(run: RunState) -> dict:
 
 
 def rejection_sampling_run(cfg: RejectionSamplingConfig, overwrite: bool = False, progress: bool = True,
-                           verbose: bool = False) -> dict:
+                           verbose: bool = False, warm: WarmRoles | None = None) -> dict:
     """Check, start the roles (no reference actor), run every round, export the policy.
-    Engine and driver output goes to OUTPUT_DIR/logs/; `verbose` streams it instead."""
+    Engine and driver output goes to OUTPUT_DIR/logs/; `verbose` streams it instead. `warm`:
+    roles kept by earlier runs of this driver, as in `train_run`."""
+    require_outer_session(warm)
     check_models(cfg)
     out = Path(cfg.rejection_sampling.output_dir)
     tokenizer = load_tokenizer(cfg.model.policy, cfg.model.trust_remote_code)
@@ -117,30 +120,34 @@ def rejection_sampling_run(cfg: RejectionSamplingConfig, overwrite: bool = False
     with logs.quiet_loading():
         stream = prompt_stream(cfg.data, tokenizer, cfg.model.policy, cfg.run.seed)
     prepare_run_dir(out, cfg, resume=False, overwrite=overwrite)
-    writer = MetricsWriter(out, cfg.run.name)
-    rows = []
-    with ray_session(cfg.ray, logs):
-        roles = start_roles(cfg, reference=False, logs=logs)
+    with ray_session(cfg.ray, logs), running_roles(cfg, reference=False, logs=logs, warm=warm) as roles:
+        # No KL term: the fine-tune reads no reference.
+        run = RunState(cfg, roles, stream, make_kl_controller("fixed", 0.0, None, 1), make_weight_sync(cfg.sync, roles.rollout),
+                       probe_prompt(tokenizer), out)
+        serve_start_weights(run)
+        writer = MetricsWriter(out, cfg.run.name)
         try:
-            # No KL term: the fine-tune reads no reference.
-            run = RunState(cfg, roles, stream, make_kl_controller("fixed", 0.0, None, 1), make_weight_sync(cfg.sync, roles.rollout),
-                           probe_prompt(tokenizer), out)
-            bar = tqdm(total=cfg.run.iterations, desc=f"{cfg.run.name} best-of-{cfg.rollout.sampling.samples_per_prompt}",
-                       disable=not progress, unit="round", dynamic_ncols=True, file=logs.terminal)
-            while run.iteration < cfg.run.iterations:
-                row = run_round(run)
-                writer.write(row)
-                rows.append(row)
-                bar.update(1)
-                bar.set_postfix(reward=f"{row['reward/mean']:+.3f}", kept=f"{row['reward/kept_mean']:+.3f}")
-            bar.close()
-            final = out / "final"
-            roles.learners.call_all("save_checkpoint", str(final), cfg.model.policy)
+            rows = run_rounds(run, writer, logs, progress)
         finally:
             writer.close()
-            roles.shutdown()
+        roles.learners.call_all("save_checkpoint", str(out / "final"), cfg.model.policy)
     summary = {"rounds": len(rows), "policy": str(out / "final" / "hf"),
                "reward_first": rows[0]["reward/mean"], "reward_last": rows[-1]["reward/mean"],
                "kept_first": rows[0]["reward/kept_mean"], "kept_last": rows[-1]["reward/kept_mean"]}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def run_rounds(run: RunState, writer: MetricsWriter, logs: RunLogs, progress: bool) -> list[dict]:
+    """Every round, each metrics row written as it comes; returns the rows."""
+    cfg, rows = run.cfg, []
+    bar = tqdm(total=cfg.run.iterations, desc=f"{cfg.run.name} best-of-{cfg.rollout.sampling.samples_per_prompt}",
+               disable=not progress, unit="round", dynamic_ncols=True, file=logs.terminal)
+    with bar:
+        while run.iteration < cfg.run.iterations:
+            row = run_round(run)
+            writer.write(row)
+            rows.append(row)
+            bar.update(1)
+            bar.set_postfix(reward=f"{row['reward/mean']:+.3f}", kept=f"{row['reward/kept_mean']:+.3f}")
+    return rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Hashable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -130,6 +131,22 @@ def open_pool(plan: PoolPlan, cfg: RolesConfig, logs: RunLogs, recovery: Recover
     return ActorPool(plan.role, plan.cls, plan.resources, plan.count, plan.make_args, actor_env(cfg.ray),
                      cfg.run.startup_timeout_s, logs, CallPolicy.of(cfg.run), replaceable=plan.replaceable,
                      recovery=recovery, threads=threads)
+
+
+@contextmanager
+def running_roles(cfg: RolesConfig, reference: bool = True, logs: RunLogs = STREAM, warm: WarmRoles | None = None):
+    """`start_roles`, and after the block: the roles kept in `warm` if it ended well, else
+    shut down (a failed run's actors are in no state to serve another)."""
+    roles = start_roles(cfg, reference, logs, warm)
+    try:
+        yield roles
+    except BaseException:
+        roles.shutdown()
+        raise
+    if warm is not None:
+        roles.keep_in(warm)
+    else:
+        roles.shutdown()
 
 
 def warn_if_generating_in_waves(cfg: RolesConfig, logs: RunLogs) -> None:

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import ray
 from tqdm import tqdm
 
 from rlaif_ray.algorithms import make_kl_controller
@@ -19,11 +18,11 @@ from rlaif_ray.driver.logs import RunLogs
 from rlaif_ray.driver import chaos
 from rlaif_ray.driver.pools import wait_all_ready
 from rlaif_ray.driver.resume import driver_state, restore, rewind, save_checkpoint, should_checkpoint
-from rlaif_ray.driver.roles import start_learners, start_roles
+from rlaif_ray.driver.roles import running_roles, start_learners
 from rlaif_ray.driver.runtime import ray_session
-from rlaif_ray.driver.warm import WarmRoles
+from rlaif_ray.driver.warm import WarmRoles, require_outer_session
 from rlaif_ray.weight_sync.driver import make_weight_sync
-from rlaif_ray.driver.train import RunState, run_iteration
+from rlaif_ray.driver.train import RunState, run_iteration, serve_start_weights
 from rlaif_ray.modeling import load_tokenizer
 from rlaif_ray.preflight import check_models
 from rlaif_ray.weight_sync.probe import probe_prompt
@@ -42,9 +41,7 @@ def train_run(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, overw
     shuts it down, inside the same Ray session).
     """
     run_dir = Path(run_dir)
-    if warm is not None and not ray.is_initialized():
-        raise ValueError("train_run(warm=...): kept roles live in a Ray session that outlives the run; "
-                         "start Ray first (rlaif_ray.driver.runtime.ray_session)")
+    require_outer_session(warm)
     check_models(cfg)
     tokenizer = load_tokenizer(cfg.model.policy, cfg.model.trust_remote_code)
     logs = RunLogs.under(run_dir, verbose)
@@ -57,25 +54,16 @@ def train_run(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, overw
     for line in skipped:
         log.warning("%s", line)
     with ray_session(cfg.ray, logs):
-        roles = start_roles(cfg, logs=logs, warm=warm)
-        finished = False
-        try:
+        with running_roles(cfg, logs=logs, warm=warm) as roles:
             run = RunState(cfg, roles, stream, make_kl_controller(cfg.kl.controller, cfg.kl.coef, cfg.kl.target, cfg.kl.horizon),
                            make_weight_sync(cfg.sync, roles.rollout), probe_prompt(tokenizer), run_dir)
-            if "rollout" in roles.kept:  # kept engines serve the last run's weights: this run's start
-                run.sync.push(roles.learners, roles.rollout, run.policy_version)
+            serve_start_weights(run)
             run.start_state = driver_state(run)
             if resume:
                 restored = restore(run, run_dir, checkpoint)
                 log.warning("resumed from %s at iteration %d", restored, run.iteration)
             run.chaos = chaos.install(roles, cfg.chaos.faults, lambda: run.running)
             run_iterations(run, run_dir, logs, progress)
-            finished = True
-        finally:
-            if finished and warm is not None:
-                roles.keep_in(warm)
-            else:
-                roles.shutdown()
     # Over the whole run: a resumed run's metrics.jsonl holds iterations 1..N once each.
     summary = summarize(read_metrics(run_dir))
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))

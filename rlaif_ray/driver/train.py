@@ -137,6 +137,13 @@ def record_samples(run: RunState, samples: list[dict]) -> None:
             f.writelines(json.dumps(row) + "\n" for row in samples)
 
 
+def serve_start_weights(run: RunState) -> None:
+    """Rollout engines kept from an earlier run (driver/warm.py) still serve its weights:
+    before the first generation they get this run's (the fresh learners', version 0)."""
+    if "rollout" in run.roles.kept:
+        run.sync.push(run.roles.learners, run.roles.rollout, run.policy_version)
+
+
 def sync_weights(run: RunState) -> dict:
     """The engines finish the chunks they are generating, then load the new weights."""
     run.pipeline.advance()

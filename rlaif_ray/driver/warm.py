@@ -34,6 +34,13 @@ log = logging.getLogger("rlaif_ray")
 PING_TIMEOUT_S = 10.0  # an idle actor answers in milliseconds; one that does not is not kept
 
 
+def require_outer_session(warm: WarmRoles | None) -> None:
+    """Kept roles live in a Ray session that outlives the run: refuse `warm` without one."""
+    if warm is not None and not ray.is_initialized():
+        raise ValueError("warm roles need a Ray session that outlives the run: start Ray first "
+                         "(rlaif_ray.driver.runtime.ray_session)")
+
+
 def pool_key(role: str, cls: type, resources: Resources, count: int, make_args: Callable[[int], tuple],
              threads: int | None) -> Hashable | None:
     """The key under which a pool of these actors is kept; None when it cannot be."""

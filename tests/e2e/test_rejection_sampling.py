@@ -15,13 +15,13 @@ from rlaif_ray.run_dir import read_metrics
 
 
 @pytest.mark.slow
-def test_two_rounds_keep_the_best_and_export(ray_local, make_config, tiny_models, tmp_path):
+def test_two_rounds_keep_the_best_and_export(warm_roles, make_config, tiny_models, tmp_path):
     out = tmp_path / "rs"
     cfg = make_config("run.iterations=2", "rollout.sampling.samples_per_prompt=4", "data.prompts_per_iteration=4",
                       "rejection_sampling.minibatch_size=4", "rejection_sampling.sft_epochs=1", "learner.lr=5.0e-4",
                       "learner.num_workers=1",
                       f"rejection_sampling.output_dir={out}", verb="rejection-sampling")
-    summary = rejection_sampling_run(cfg, progress=False)
+    summary = rejection_sampling_run(cfg, progress=False, warm=warm_roles)
     rows = read_metrics(out)
     assert [r["round"] for r in rows] == [1, 2] and [r["policy_version"] for r in rows] == [1, 2]
     for r in rows:

@@ -12,9 +12,9 @@ import ray
 
 from rlaif_ray.algorithms import make_kl_controller
 from rlaif_ray.data import PromptStream, load_prompts
-from rlaif_ray.driver.roles import start_roles
+from rlaif_ray.driver.roles import running_roles
 from rlaif_ray.weight_sync.driver import make_weight_sync
-from rlaif_ray.driver.train import RunState, probe, run_iteration
+from rlaif_ray.driver.train import RunState, probe, run_iteration, serve_start_weights
 from rlaif_ray.modeling import load_tokenizer
 from rlaif_ray.prompts import PromptFormatter
 from rlaif_ray.weight_sync.probe import probe_prompt
@@ -22,7 +22,7 @@ from rlaif_ray.errors import RunStopped
 
 
 @pytest.fixture(scope="module")
-def run(ray_local, make_config):
+def run(warm_roles, make_config):
     # A KV cache with room to spare (the default holds one call's sequences and no more), so the
     # probe prompt's cached prefix outlives the next generation: the stale-cache test needs it.
     cfg = make_config("data.prompts_per_iteration=4", "ppo.minibatch_size=16", "ppo.epochs=2",
@@ -30,11 +30,11 @@ def run(ray_local, make_config):
     tok = load_tokenizer(cfg.model.policy)
     stream = PromptStream(load_prompts(cfg.data.source, "prompt"), PromptFormatter(tok, False, None, "policy"),
                           64, "truncate", 0)
-    roles = start_roles(cfg)
-    state = RunState(cfg, roles, stream, make_kl_controller("fixed", 0.02), make_weight_sync(cfg.sync, roles.rollout),
-                     probe_prompt(tok))
-    yield state
-    roles.shutdown()
+    with running_roles(cfg, warm=warm_roles) as roles:
+        state = RunState(cfg, roles, stream, make_kl_controller("fixed", 0.02), make_weight_sync(cfg.sync, roles.rollout),
+                         probe_prompt(tok))
+        serve_start_weights(state)
+        yield state
 
 
 @pytest.mark.slow
