@@ -64,7 +64,10 @@ REPORT_FILE = "build_report.json"
 # 0.9437 vs 0.9587), and a cache must mean one set of weights. 2: what a quiet 2-core
 # machine (CI, the numbers in docs/) builds with. On a machine already busy, two OpenMP
 # threads spin at every barrier and the build runs slower (up to ~60x per step at load 2+);
-# build when the machine is quiet, once: the cache is then reused.
+# build when the machine is quiet, once: the cache is then reused. What the thread count
+# cannot fix: the CPU's instruction set picks torch's kernels, so an AVX2-only CPU and an
+# AVX-512 one build different weights (one-order labeler pairwise accuracy 0.76 on an
+# AVX2-only EPYC, 2026-12-07; >= 0.8 on the machines the docs' numbers came from).
 BUILD_THREADS = 2
 
 
