@@ -96,10 +96,12 @@ def start_roles(cfg: RolesConfig, reference: bool = True, logs: RunLogs = STREAM
     recovery, policy = Recovery(), CallPolicy.of(cfg.run)
     threads = run_threads(cfg, reference)
     plans = role_plans(cfg, reference)
-    keys = {p.role: pool_key(p.role, p.cls, p.resources, p.count, p.make_args, threads[p.role]) for p in plans}
+    # Keys read each model's config from disk: only worth it when something may be kept.
+    keys = {p.role: pool_key(p.role, p.cls, p.resources, p.count, p.make_args, threads[p.role])
+            for p in plans} if warm is not None else {}
     kept = warm.claim(list(keys.values())) if warm is not None else {}
     started = time.perf_counter()
-    reused = [p.role for p in plans if keys[p.role] in kept]
+    reused = [p.role for p in plans if keys.get(p.role) in kept]
     logs.say(f"starting {describe_roles([(p.role, p.count) for p in plans])}"
              + (f" (kept from the last run: {', '.join(reused)})" if reused else ""))
     warn_if_generating_in_waves(cfg, logs)
@@ -143,10 +145,7 @@ def running_roles(cfg: RolesConfig, reference: bool = True, logs: RunLogs = STRE
     except BaseException:
         roles.shutdown()
         raise
-    if warm is not None:
-        roles.keep_in(warm)
-    else:
-        roles.shutdown()
+    roles.keep_in(warm) if warm is not None else roles.shutdown()
 
 
 def warn_if_generating_in_waves(cfg: RolesConfig, logs: RunLogs) -> None:
