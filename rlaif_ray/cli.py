@@ -90,8 +90,6 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_train(args) -> int:
     from pathlib import Path
 
-    from rlaif_ray.driver.run import train_run
-
     if args.resume:
         run_dir = Path(args.resume)
         cfg = load_config(args.config or run_dir / "config.yaml", args.overrides)
@@ -100,6 +98,10 @@ def cmd_train(args) -> int:
         run_dir = Path(args.run_dir or f"runs/{cfg.run.name}")
     else:
         raise ConfigError("train: give --config FILE (or --resume RUN_DIR)")
+    # Imported after the config is read: the driver brings torch and transformers (~9 s on 2
+    # cores), and a bad config should fail before that.
+    from rlaif_ray.driver.run import train_run
+
     summary = train_run(cfg, run_dir, resume=bool(args.resume), overwrite=args.overwrite,
                         progress=not args.no_progress, verbose=args.verbose)
     print(f"done: {summary['iterations']} iterations in {run_dir}; mean reward first 3 "
@@ -244,10 +246,10 @@ def add_preference_commands(sub) -> None:
 
 
 def _cmd_preference(args, mode: str) -> int:
-    from rlaif_ray.driver.preference import load_preference_config, train_preference_model
+    cfg = load_config(args.config, args.overrides, args.command)
+    from rlaif_ray.driver.preference import train_preference_model  # after the config: a bad one fails fast
 
-    s = train_preference_model(load_preference_config(args.config, args.overrides, mode), mode,
-                               overwrite=args.overwrite, progress=not args.no_progress, verbose=args.verbose)
+    s = train_preference_model(cfg, mode, overwrite=args.overwrite, progress=not args.no_progress, verbose=args.verbose)
     first, last = s["first"], s["last"]
     acc = "eval/accuracy" if mode == "rm" else "eval/reward_accuracy"
     held = (f"held-out accuracy {first[acc]:.3f} → {last[acc]:.3f} over {s['pairs/eval']} pairs"
@@ -286,9 +288,9 @@ def add_eval_commands(sub) -> None:
 
 
 def cmd_eval(args) -> int:
-    from rlaif_ray.driver.evaluate import evaluate
-
     cfg = load_config(args.config, args.overrides, "eval")
+    from rlaif_ray.driver.evaluate import evaluate  # after the config: a bad one fails fast
+
     s = evaluate(cfg, overwrite=args.overwrite, progress=not args.no_progress, verbose=args.verbose)
     w = s["win_rate"]
     line = (f"done: win rate of A over B {w['rate']:.3f} [{w['low']:.3f}, {w['high']:.3f}] "
@@ -303,9 +305,9 @@ def cmd_eval(args) -> int:
 
 
 def cmd_rejection_sampling(args) -> int:
-    from rlaif_ray.driver.rejection import rejection_sampling_run
-
     cfg = load_config(args.config, args.overrides, "rejection-sampling")
+    from rlaif_ray.driver.rejection import rejection_sampling_run  # after the config: a bad one fails fast
+
     s = rejection_sampling_run(cfg, overwrite=args.overwrite, progress=not args.no_progress, verbose=args.verbose)
     print(f"done: {s['rounds']} rounds; mean reward of all samples {s['reward_first']:+.3f} -> {s['reward_last']:+.3f}, "
           f"of kept samples {s['kept_first']:+.3f} -> {s['kept_last']:+.3f}; policy: {s['policy']}")
@@ -345,8 +347,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from rlaif_ray.errors import ActorCodeError, ActorFailed, DataError, RunDirError, RunStopped, last_line
 
+    from rlaif_ray.driver.interrupts import remembered_ctrl_c
+
     try:
-        return COMMANDS[args.command](args)
+        with remembered_ctrl_c():
+            return COMMANDS[args.command](args)
     except (ConfigError, DataError, RunDirError, FileNotFoundError) as err:
         print(f"rlaif-ray: {err}", file=sys.stderr)
         return EXIT_USAGE

@@ -221,12 +221,10 @@ def test_config_errors_name_the_field(repo_root):
 
 
 def test_example_configs_load(repo_root):
-    from rlaif_ray.driver.preference import load_preference_config
-
-    rm = load_preference_config(repo_root / "configs" / "train-rm-toy.yaml", [], "rm")
+    rm = load_config(repo_root / "configs" / "train-rm-toy.yaml", [], "train-rm")
     assert rm.reward_model_train.labels == "soft" and list(type(rm).model_fields) == ["run", "ray", "model",
                                                                                       "reward_model_train"]
-    dpo = load_preference_config(repo_root / "configs" / "dpo-toy.yaml", ["dpo.beta=0.2"], "dpo")
+    dpo = load_config(repo_root / "configs" / "dpo-toy.yaml", ["dpo.beta=0.2"], "dpo")
     assert dpo.dpo.beta == 0.2 and math.isclose(dpo.dpo.lr, 1e-4)
 
 

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from actors.labeler import LabelerActor
 from rlaif_ray.config import ConfigError, LabelConfig, config_from_dict, read_raw_config
+from rlaif_ray.driver.interrupts import stop_if_interrupted
 from rlaif_ray.driver.logs import RunLogs
 from rlaif_ray.driver.calls import CallPolicy
 from rlaif_ray.driver.pools import ActorPool, describe_roles, wait_all_ready
@@ -230,6 +231,7 @@ def _label_shards(pool: ActorPool, cfg: LabelConfig, pairs: list[dict], bounds: 
     queue, idle = deque(todo), deque(range(len(pool.actors)))
     inflight: dict = {}  # Call -> shard index
     while queue or inflight:
+        stop_if_interrupted()
         while queue and idle:
             i, k = idle.popleft(), queue.popleft()
             chunk = pairs[slice(*bounds[k])]

@@ -21,7 +21,7 @@ import ray
 from tqdm import tqdm
 
 from actors.preference_learner import PreferenceLearnerWorker
-from rlaif_ray.config import ConfigError, DPOConfig, RewardModelConfig, load_config
+from rlaif_ray.config import ConfigError, DPOConfig, RewardModelConfig
 from rlaif_ray.driver.logs import RunLogs
 from rlaif_ray.driver.calls import CallPolicy
 from rlaif_ray.driver.pools import ActorPool, describe_roles, get_with_timeout, wait_all_ready
@@ -31,11 +31,6 @@ from rlaif_ray.preflight import check_model_ref, check_prompt_format
 from rlaif_ray.run_dir import RunDirError, prepare_run_dir
 
 MODES = {"rm": ("reward_model_train", "train-rm"), "dpo": ("dpo", "dpo")}
-
-
-def load_preference_config(path: str | Path, overrides: list[str] | None, mode: str) -> RewardModelConfig | DPOConfig:
-    """`load_config` for train-rm (mode "rm") and dpo runs."""
-    return load_config(path, overrides, MODES[mode][1])
 
 
 def _model_field(cfg: RewardModelConfig | DPOConfig, mode: str) -> tuple[str, str]:

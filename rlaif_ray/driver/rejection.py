@@ -27,6 +27,7 @@ from rlaif_ray.algorithms import make_kl_controller
 from rlaif_ray.batch import RolloutBatch
 from rlaif_ray.config import RejectionSamplingConfig, RewardSource
 from rlaif_ray.data import prompt_stream
+from rlaif_ray.driver.interrupts import stop_if_interrupted
 from rlaif_ray.driver.logs import RunLogs
 from rlaif_ray.driver.pools import get_with_timeout
 from rlaif_ray.driver.roles import running_roles
@@ -145,6 +146,7 @@ def run_rounds(run: RunState, writer: MetricsWriter, logs: RunLogs, progress: bo
                disable=not progress, unit="round", dynamic_ncols=True, file=logs.terminal)
     with bar:
         while run.iteration < cfg.run.iterations:
+            stop_if_interrupted()
             row = run_round(run)
             writer.write(row)
             rows.append(row)

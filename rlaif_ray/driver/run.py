@@ -14,6 +14,7 @@ from rlaif_ray.algorithms import make_kl_controller
 from rlaif_ray.checkpoint import CheckpointError, choose_resume_checkpoint
 from rlaif_ray.config import TrainConfig
 from rlaif_ray.data import prompt_stream
+from rlaif_ray.driver.interrupts import stop_if_interrupted
 from rlaif_ray.driver.logs import RunLogs
 from rlaif_ray.driver import chaos
 from rlaif_ray.driver.pools import wait_all_ready
@@ -42,11 +43,8 @@ def train_run(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, overw
     """
     run_dir = Path(run_dir)
     require_outer_session(warm)
-    check_models(cfg)
-    tokenizer = load_tokenizer(cfg.model.policy, cfg.model.trust_remote_code)
     logs = RunLogs.under(run_dir, verbose)
-    with logs.quiet_loading():
-        stream = prompt_stream(cfg.data, tokenizer, cfg.model.policy, cfg.run.seed)
+    tokenizer, stream = check_inputs(cfg, logs)
     prepare_run_dir(run_dir, cfg, resume, overwrite)
     # Before any actor starts: a damaged checkpoint is skipped (one warning line naming the
     # file), and with none intact the run stops here (CheckpointError: one line, exit 2).
@@ -70,6 +68,16 @@ def train_run(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, overw
     return summary
 
 
+def check_inputs(cfg: TrainConfig, logs: RunLogs) -> tuple:
+    """What a run reads before any actor starts, checked: the models exist, the prompts load
+    and fit. Returns the policy tokenizer and the prompt stream."""
+    check_models(cfg)
+    tokenizer = load_tokenizer(cfg.model.policy, cfg.model.trust_remote_code)
+    with logs.quiet_loading():
+        stream = prompt_stream(cfg.data, tokenizer, cfg.model.policy, cfg.run.seed)
+    return tokenizer, stream
+
+
 def run_iterations(run: RunState, run_dir: Path, logs: RunLogs, progress: bool) -> None:
     """Every iteration left, each metrics row written as it comes, checkpoints as due. A lost
     learner rebuilds the group from the newest checkpoint and the run goes on from there."""
@@ -80,6 +88,7 @@ def run_iterations(run: RunState, run_dir: Path, logs: RunLogs, progress: bool) 
                unit="iter", dynamic_ncols=True, file=logs.terminal)
     try:
         while run.iteration < cfg.run.iterations:
+            stop_if_interrupted()
             try:
                 row = run_iteration(run)
                 writer.write(row)

@@ -25,8 +25,9 @@ from pathlib import Path
 import yaml
 
 from rlaif_ray.config import ConfigError, TrainConfig, load_config
+from rlaif_ray.driver.interrupts import stop_if_interrupted
 from rlaif_ray.driver.logs import RunLogs
-from rlaif_ray.driver.run import train_run
+from rlaif_ray.driver.run import check_inputs, train_run
 from rlaif_ray.driver.runtime import ray_session
 from rlaif_ray.driver.warm import WarmRoles
 from rlaif_ray.errors import ActorCodeError, ActorFailed, DataError, RunStopped
@@ -99,16 +100,33 @@ def sweep_run(runs: list[SweepRun], sweep_dir: str | Path, overwrite: bool = Fal
             raise ConfigError(f"sweep dir {sweep_dir} already holds runs {', '.join(taken)}; pass --overwrite "
                               "to replace them (nothing was changed)")
     logs = RunLogs.under(sweep_dir, verbose)
+    check_every_input(runs, logs)
     records, warm = [], WarmRoles()
     with ray_session(runs[0].cfg.ray, logs):
         try:
             for k, run in enumerate(runs, start=1):
+                stop_if_interrupted()
                 logs.say(f"sweep run {k}/{len(runs)}: {run.name}")
                 records.append(_one_run(run, sweep_dir, overwrite, progress, verbose, warm, logs))
                 _write(sweep_dir, records)
         finally:
             warm.shutdown()
     return records
+
+
+def check_every_input(runs: list[SweepRun], logs: RunLogs) -> None:
+    """Each distinct models-and-prompts combination checked before Ray starts: a missing model
+    or a bad prompt file stops the sweep now, naming the run, not every run in turn."""
+    checked = set()
+    for run in runs:
+        key = (run.cfg.model.model_dump_json(), run.cfg.data.model_dump_json(), run.cfg.reward.model_dump_json())
+        if key in checked:
+            continue
+        checked.add(key)
+        try:
+            check_inputs(run.cfg, logs)
+        except (ConfigError, DataError) as err:
+            raise ConfigError(f"sweep run {run.name}: {err}") from None
 
 
 def _one_run(run: SweepRun, sweep_dir: Path, overwrite: bool, progress: bool, verbose: bool, warm: WarmRoles,

@@ -72,3 +72,14 @@ def test_sweep_command_runs_every_combination_on_kept_roles(tiny_models, toy_pro
     # A second sweep into the same folder is refused before anything starts.
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and "already holds runs algorithm=ppo, algorithm=rloo" in again.stderr
+
+
+def test_a_missing_prompt_file_stops_the_sweep_before_ray_starts(tiny_models, toy_prompts_file, tmp_path):
+    from rlaif_ray.driver.sweep import sweep_run
+
+    missing = tmp_path / "nowhere.jsonl"
+    runs = plan_sweep(LOCAL, [f"model.policy={tiny_models['policy']}", f"model.labeler={tiny_models['labeler']}"],
+                      parse_vary([f"data.source=[{toy_prompts_file}, {missing}]"]))
+    with pytest.raises(ConfigError, match=f"sweep run source={missing}: .*nowhere.jsonl"):
+        sweep_run(runs, tmp_path / "sweep", progress=False)
+    assert not (tmp_path / "sweep" / runs[0].name).exists()  # no run started

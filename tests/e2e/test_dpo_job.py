@@ -17,14 +17,15 @@ from toy_labeled_pairs import write_labeled_toy_pairs
 def test_dpo_job(ray_local, tiny_models, repo_root, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rlaif_ray.driver.preference import load_preference_config, train_preference_model
+    from rlaif_ray.config import load_config
+    from rlaif_ray.driver.preference import train_preference_model
     from rlaif_ray.preference_train import encode_dpo, make_pairs, read_pair_rows, sequence_logprobs, split_eval
     from rlaif_ray.prompts import formatter_for
     from rlaif_ray.run_dir import read_metrics
 
     data = write_labeled_toy_pairs(tmp_path / "labels", 96, seed=0)
     out = tmp_path / "dpo"
-    cfg = load_preference_config(repo_root / "configs" / "dpo-toy.yaml", [
+    cfg = load_config(repo_root / "configs" / "dpo-toy.yaml", [
         f"dpo.data={data}", f"dpo.output_dir={out}", f"model.policy={tiny_models['policy']}"], "dpo")
     summary = train_preference_model(cfg, "dpo", progress=False)
     rows = read_metrics(out)
