@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 from tqdm import tqdm
 
-from bench.common import Result, bench_config, live_run, median, spread
+from bench.common import Result, median, spread
+from bench.workloads import bench_config, live_run
 
 WARMUP = 2
 STAGES = ("rollout", "score", "train", "sync", "probe")

@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import LOCAL_YAML, REPO_ROOT, Result, prompts_file, tiny_models
+from bench.common import LOCAL_YAML, REPO_ROOT, Result
+from bench.workloads import prompts_file, tiny_models
 
 GOAL_GIB = 8.0
 INTERVAL_S = 0.5

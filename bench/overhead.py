@@ -22,7 +22,8 @@ import time
 
 from tqdm import tqdm
 
-from bench.common import Result, bench_config, live_run, median
+from bench.common import Result, median
+from bench.workloads import bench_config, live_run
 
 GOAL = 0.10
 STAGES = ("prompts", "rollout", "score", "train", "sync", "probe")

@@ -25,7 +25,8 @@ import os
 import numpy as np
 from tqdm import tqdm
 
-from bench.common import Result, bench_config, live_run, median, spread
+from bench.common import Result, median, spread
+from bench.workloads import bench_config, live_run
 
 WARMUP = 2  # iterations of each run not timed: the first carries start-up costs, the second fills the pipeline
 ROLES = ("rollout", "labeler", "reference", "learner")

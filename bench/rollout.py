@@ -20,8 +20,8 @@ import time
 
 import numpy as np
 
-from bench.common import (LLAMA_75M, Result, Rounds, bench_config, bench_model, median, model_params,
-                          tiny_models, tokenized_prompts)
+from bench.common import Result, Rounds, median
+from bench.workloads import LLAMA_75M, bench_config, bench_model, model_params, tiny_models, tokenized_prompts
 
 GOAL = 1.5
 

@@ -18,7 +18,8 @@ import copy
 
 from tqdm import tqdm
 
-from bench.common import Result, bench_config, live_run, median
+from bench.common import Result, median
+from bench.workloads import bench_config, live_run
 
 
 def run(quick: bool) -> Result:

@@ -17,7 +17,8 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from bench.common import SYNC_SHAPES, Result, bench_config, bench_model, median, model_params, tiny_models
+from bench.common import Result, median
+from bench.workloads import SYNC_SHAPES, bench_config, bench_model, model_params, tiny_models
 
 GOAL = 4.0
 

@@ -27,7 +27,8 @@ import os
 import tempfile
 import time
 
-from bench.common import LLAMA_75M, Result, Rounds, bench_config, bench_model, median, model_params, tiny_models
+from bench.common import Result, Rounds, median
+from bench.workloads import LLAMA_75M, bench_config, bench_model, model_params, tiny_models
 
 GOAL = 0.7
 INSTALL_HINT = "install the bench extra: pip install -e '.[bench]'"
@@ -92,7 +93,7 @@ def _measure(cfg, path, prompts: int, group: int, new_tokens: int, minibatch: in
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from bench.common import live_run, tokenized_prompts
+    from bench.workloads import live_run, tokenized_prompts
     from rlaif_ray.driver.train import run_iteration
     from rlaif_ray.modeling import load_causal_lm, load_tokenizer
 

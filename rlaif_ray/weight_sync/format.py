@@ -9,8 +9,9 @@ Buckets: tensors are grouped by dtype (in order of first appearance), then cut i
 `plan_buckets` into buckets of at most `bucket_bytes` (a tensor larger than that gets its
 own). Each bucket is one flat 1-D tensor of its dtype; tensor i of the bucket is
 `flat[offset_i : offset_i + numel_i].view(shape_i)`. One dtype per bucket means no alignment
-padding and typed views on both ends. On the wire a bucket is its bytes (`as_bytes`): NCCL
-has no bool and numpy no bfloat16, bytes are bytes.
+padding and typed views on both ends. On the wire a bucket is bytes, since NCCL has no bool and
+numpy no bfloat16: NCCL broadcasts the flat bucket's bytes (`as_bytes`); the object store
+holds one byte array per tensor of the bucket (`slot_bytes`), saving the pack.
 """
 
 from __future__ import annotations
@@ -214,20 +215,41 @@ def as_bytes(flat: torch.Tensor) -> torch.Tensor:
     return flat.view(torch.uint8)
 
 
-def from_bytes(bucket: FlatBucket, data: np.ndarray) -> torch.Tensor:
-    """The flat bucket viewing `data` (its bytes, e.g. read-only from the object store; no copy)."""
-    with warnings.catch_warnings():
-        # Object-store buffers are read-only; the engine copies them into its own params.
-        warnings.simplefilter("ignore", UserWarning)
-        raw = torch.from_numpy(data)
-    if raw.dtype != torch.uint8 or raw.numel() != bucket.nbytes:
-        raise PlanError(f"bucket of {bucket.slots[0].name!r}..: expected {bucket.nbytes} bytes, "
-                        f"got {raw.numel()} {raw.dtype}")
-    return raw.view(bucket.torch_dtype)
+def slot_bytes(bucket: FlatBucket, tensors: Mapping[str, torch.Tensor]) -> list[np.ndarray]:
+    """The bucket as separate byte arrays, one per slot in slot order, each viewing its
+    tensor's memory where the tensor is a contiguous CPU one (no copy; others are copied to
+    the CPU first). The object-store backend puts this list: Ray then copies every buffer into
+    the store once, where packing a flat bucket first would cost a second copy into fresh pages."""
+    parts = []
+    for s in bucket.slots:
+        t = tensors[s.name].detach()
+        if tuple(t.shape) != s.shape or str(t.dtype) != bucket.dtype:
+            raise PlanError(f"tensor {s.name!r}: plan has {s.shape} {bucket.dtype}, got {tuple(t.shape)} {t.dtype}")
+        parts.append(t.to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy())
+    return parts
+
+
+def from_slot_bytes(bucket: FlatBucket, parts: Sequence[np.ndarray]) -> list[tuple[str, torch.Tensor]]:
+    """(name, tensor) of every slot, viewing `parts` (`slot_bytes`' arrays, e.g. read-only
+    from the object store; no copy)."""
+    if len(parts) != len(bucket.slots):
+        raise PlanError(f"bucket of {bucket.slots[0].name!r}..: expected {len(bucket.slots)} tensors, got {len(parts)}")
+    item = _itemsize(bucket.dtype)
+    named = []
+    for s, data in zip(bucket.slots, parts):
+        with warnings.catch_warnings():
+            # Object-store buffers are read-only; the engine copies them into its own params.
+            warnings.simplefilter("ignore", UserWarning)
+            raw = torch.from_numpy(data)
+        if raw.dtype != torch.uint8 or raw.numel() != s.numel * item:
+            raise PlanError(f"tensor {s.name!r}: expected {s.numel * item} bytes, got {raw.numel()} {raw.dtype}")
+        named.append((s.name, raw.view(bucket.torch_dtype).view(s.shape)))
+    return named
 
 
 def wire_round_trip(named: Sequence[tuple[str, torch.Tensor]], bucket_bytes: int) -> list[tuple[str, torch.Tensor]]:
-    """`named` as a receiver gets it: planned, packed, turned into wire bytes and viewed back.
+    """`named` as an object-store receiver gets it: planned, turned into wire bytes (copied, as
+    the store does) and viewed back.
 
     What the object-store backend does to the tensors, minus Ray: checks and benchmarks that
     drive one engine in-process load this, so they exercise the real format.
@@ -235,7 +257,7 @@ def wire_round_trip(named: Sequence[tuple[str, torch.Tensor]], bucket_bytes: int
     plan = build_plan(WeightMetadata.of(named), bucket_bytes)
     tensors = dict(named)
     return [nt for b in plan.buckets
-            for nt in unpack_bucket(b, from_bytes(b, as_bytes(pack_bucket(b, tensors, "cpu")).numpy()))]
+            for nt in from_slot_bytes(b, [part.copy() for part in slot_bytes(b, tensors)])]
 
 
 # ----------------------------------------------------------------------------- tied heads

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from rlaif_ray.weight_sync.format import (PlanError, WeightMetadata, as_bytes, build_plan, check_tensors,
-                                          empty_bucket, from_bytes, pack_bucket, plan_buckets, unpack_bucket,
-                                          with_tied_head)
+from rlaif_ray.weight_sync.format import (PlanError, WeightMetadata, build_plan, check_tensors,
+                                          empty_bucket, from_slot_bytes, pack_bucket, plan_buckets, slot_bytes,
+                                          unpack_bucket, with_tied_head)
 from rlaif_ray.weight_sync.nccl import group_layout
 
 
@@ -145,20 +145,27 @@ def test_unpack_rejects_a_buffer_of_the_wrong_size():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.bool])
 def test_object_store_bytes_round_trip_read_only_and_zero_copy(dtype):
-    # What the object-store backend does: the bucket's bytes as a numpy array (read-only when
-    # read back from the store), viewed again as the bucket's dtype.
+    # What the object-store backend does: each tensor's bytes as a numpy array viewing the
+    # tensor (no pack), read-only when read back from the store, viewed again as the dtype.
     named = [(n, (t > 0) if dtype == torch.bool else t.to(dtype)) for n, t in _weights()]
     plan = build_plan(WeightMetadata.of(named), bucket_bytes=100)
     for bucket in plan.buckets:
-        data = as_bytes(pack_bucket(bucket, dict(named))).numpy().copy()
-        data.flags.writeable = False
-        flat = from_bytes(bucket, data)                 # no warning escapes, no copy
-        assert flat.untyped_storage().data_ptr() == data.ctypes.data
-        for name, view in unpack_bucket(bucket, flat):
-            assert torch.equal(view, dict(named)[name]), name
-    n = plan.buckets[0].nbytes
-    with pytest.raises(PlanError, match=rf"expected {n} bytes, got {n - 1}"):
-        from_bytes(plan.buckets[0], np.zeros(n - 1, np.uint8))
+        parts = slot_bytes(bucket, dict(named))
+        assert [p.ctypes.data for p in parts] == [dict(named)[s.name].data_ptr() for s in bucket.slots]  # views
+        stored = [p.copy() for p in parts]
+        for p in stored:
+            p.flags.writeable = False
+        received = from_slot_bytes(bucket, stored)     # no warning escapes, no copy
+        assert [t.untyped_storage().data_ptr() for _, t in received] == [p.ctypes.data for p in stored]
+        for name, view in received:
+            assert view.dtype == dtype and torch.equal(view, dict(named)[name]), name
+    first = plan.buckets[0]
+    n = first.slots[0].numel * (2 if dtype == torch.bfloat16 else 1 if dtype == torch.bool else 4)
+    good = slot_bytes(first, dict(named))
+    with pytest.raises(PlanError, match=rf"tensor 'a': expected {n} bytes, got {n - 1}"):
+        from_slot_bytes(first, [np.zeros(n - 1, np.uint8), *good[1:]])
+    with pytest.raises(PlanError, match=f"expected {len(first.slots)} tensors, got {len(first.slots) - 1}"):
+        from_slot_bytes(first, good[1:])
 
 
 def test_pack_copies_so_later_writes_do_not_leak():
