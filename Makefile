@@ -12,8 +12,5 @@ train: models
 	.venv/bin/rlaif-ray train --config configs/local.yaml --run-dir runs/local --overwrite
 
 # The whole test suite (CPU only; builds the tiny models once, cached in .cache/).
-# Two pytest workers, one test file each at a time (module fixtures stay shared): most of a
-# test's wall time is spent waiting (actors starting, timeouts, subprocesses), so a second
-# file overlaps it. Two, not one per core: each worker starts a private Ray with its actors.
 test: env
-	.venv/bin/python -m pytest tests -q -n 2 --dist loadfile --durations=60
+	.venv/bin/python -m pytest tests -q --durations=60

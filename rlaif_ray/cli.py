@@ -124,18 +124,12 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_make_tiny_models(args) -> int:
-    from pathlib import Path
-
     from toy.models.build import ensure_tiny_models
-    from toy.task import write_toy_prompts_jsonl
+    from toy.task import ensure_prompt_files
 
     paths = ensure_tiny_models(args.dir, seed=args.seed)
     # The toy task's prompts, as the embedded default and the example configs read them.
-    for split, n in (("train", 512), ("heldout", 128)):
-        out = Path(args.dir) / f"prompts-{split}.jsonl"
-        if not out.exists():
-            write_toy_prompts_jsonl(out, n, seed=args.seed, split=split)
-        paths[f"prompts-{split}"] = out
+    paths.update(ensure_prompt_files(args.dir, seed=args.seed))
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0

@@ -42,10 +42,14 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def tiny_models() -> dict[str, Path]:
     """{"policy", "labeler", "reward_backbone", "root", "report"} → Path, built on first use
-    (about 2 minutes on 2 idle cores) and cached across runs."""
+    (about 2 minutes on 2 idle cores) and cached across runs; with the prompt files beside
+    them, as `rlaif-ray make-tiny-models` leaves the folder (configs/local.yaml reads them)."""
     from toy.models.build import ensure_tiny_models
+    from toy.task import ensure_prompt_files
 
-    return ensure_tiny_models(TINY_MODELS_DIR, seed=0)
+    paths = ensure_tiny_models(TINY_MODELS_DIR, seed=0)
+    ensure_prompt_files(TINY_MODELS_DIR, seed=0)
+    return paths
 
 
 @pytest.fixture(scope="session")

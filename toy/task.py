@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import re
 import string
@@ -170,6 +171,24 @@ def write_toy_prompts_jsonl(path: str | Path, n: int, seed: int = 0,
         for p in toy_prompts(n, seed, split):
             f.write(json.dumps({"prompt": p}) + "\n")
     return path
+
+
+# The prompt files beside the tiny models, as `rlaif-ray make-tiny-models DIR` writes them and
+# the example configs read them: split -> number of prompts.
+PROMPT_FILES = {"train": 512, "heldout": 128}
+
+
+def ensure_prompt_files(folder: str | Path, seed: int = 0) -> dict[str, Path]:
+    """FOLDER/prompts-train.jsonl and prompts-heldout.jsonl, written if missing (each whole or
+    not at all: written beside, then renamed); returns {"prompts-<split>": path}."""
+    paths = {}
+    for split, n in PROMPT_FILES.items():
+        out = Path(folder) / f"prompts-{split}.jsonl"
+        if not out.exists():
+            tmp = write_toy_prompts_jsonl(out.with_name(f".{out.name}.tmp-{os.getpid()}"), n, seed=seed, split=split)
+            tmp.replace(out)
+        paths[f"prompts-{split}"] = out
+    return paths
 
 
 def prompt_noun(prompt: str) -> str:

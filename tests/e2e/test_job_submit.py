@@ -144,7 +144,8 @@ def test_head_listens_on_loopback_only(ray_head):
     assert all(ip in ("127.0.0.1", "::1", "::ffff:127.0.0.1") for _, ip, _ in listening), listening
 
 
-def test_missing_wrong_token_and_bad_address_fail_clearly(ray_head, tmp_path):
+def test_missing_wrong_token_and_bad_address_fail_clearly(ray_head, tiny_models, tmp_path):
+    # tiny_models: configs/local.yaml's files must exist, or submit refuses before contacting the head.
     home = tmp_path / "home"  # no ~/.ray/auth_token here
     home.mkdir()
     no_token = {k: v for k, v in ray_head["client_env"].items() if k != "RAY_AUTH_TOKEN_PATH"}
