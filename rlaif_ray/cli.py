@@ -339,9 +339,8 @@ COMMANDS["samples"] = cmd_samples
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    from rlaif_ray.errors import ActorCodeError, ActorFailed, DataError, RunDirError, RunStopped, last_line
-
     from rlaif_ray.driver.interrupts import remembered_ctrl_c
+    from rlaif_ray.errors import ActorCodeError, ActorFailed, DataError, RunDirError, RunStopped, last_line
 
     try:
         with remembered_ctrl_c():

@@ -189,12 +189,16 @@ def pack_bucket(bucket: FlatBucket, tensors: Mapping[str, torch.Tensor],
         device = tensors[bucket.slots[0].name].device
     flat = torch.empty(bucket.numel, dtype=bucket.torch_dtype, device=device)
     for s in bucket.slots:
-        t = tensors[s.name]
-        if tuple(t.shape) != s.shape or str(t.dtype) != bucket.dtype:
-            raise PlanError(f"tensor {s.name!r}: plan has {s.shape} {bucket.dtype}, "
-                            f"got {tuple(t.shape)} {t.dtype}")
-        flat[s.offset: s.offset + s.numel].copy_(t.detach().reshape(-1))
+        flat[s.offset: s.offset + s.numel].copy_(_slot_tensor(bucket, s, tensors).reshape(-1))
     return flat
+
+
+def _slot_tensor(bucket: FlatBucket, slot: Slot, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """The slot's tensor, detached, after checking it has the plan's shape and dtype."""
+    t = tensors[slot.name].detach()
+    if tuple(t.shape) != slot.shape or str(t.dtype) != bucket.dtype:
+        raise PlanError(f"tensor {slot.name!r}: plan has {slot.shape} {bucket.dtype}, got {tuple(t.shape)} {t.dtype}")
+    return t
 
 
 def empty_bucket(bucket: FlatBucket, device: torch.device | str) -> torch.Tensor:
@@ -220,13 +224,8 @@ def slot_bytes(bucket: FlatBucket, tensors: Mapping[str, torch.Tensor]) -> list[
     tensor's memory where the tensor is a contiguous CPU one (no copy; others are copied to
     the CPU first). The object-store backend puts this list: Ray then copies every buffer into
     the store once, where packing a flat bucket first would cost a second copy into fresh pages."""
-    parts = []
-    for s in bucket.slots:
-        t = tensors[s.name].detach()
-        if tuple(t.shape) != s.shape or str(t.dtype) != bucket.dtype:
-            raise PlanError(f"tensor {s.name!r}: plan has {s.shape} {bucket.dtype}, got {tuple(t.shape)} {t.dtype}")
-        parts.append(t.to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy())
-    return parts
+    return [_slot_tensor(bucket, s, tensors).to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy()
+            for s in bucket.slots]
 
 
 def from_slot_bytes(bucket: FlatBucket, parts: Sequence[np.ndarray]) -> list[tuple[str, torch.Tensor]]:
