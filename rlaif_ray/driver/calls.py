@@ -267,6 +267,6 @@ def map_calls(pool, method: str, args: list[tuple], prompts: list[int] | None = 
               timeout_s: float | None = None) -> list[Call]:
     """Actor k runs `method(*args[k])`, all at once; waits for all (see `wait`)."""
     prompts = prompts or [0] * len(args)
-    # Through pool.submit, so that a wrapper installed on the pool (driver/chaos.py) sees every call.
+    # Through pool.submit, so that a fault hook set on the pool (driver/chaos.py) sees every call.
     calls = [pool.submit(k, method, *a, prompts=n, timeout_s=timeout_s) for k, (a, n) in enumerate(zip(args, prompts))]
     return wait(pool, calls, timeout_s)

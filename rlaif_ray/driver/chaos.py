@@ -1,4 +1,4 @@
-"""Fault injection from `chaos.faults`, installed as a wrapper around the pools' `submit`:
+"""Fault injection from `chaos.faults`, installed as each pool's `fault` hook (driver/pools.py):
 the actors and the stages know nothing of it, and the recovery under test is the real one.
 
 A fault strikes actor `actor` of `role` at its first call during iteration `iteration`, by
@@ -36,23 +36,21 @@ class Chaos:
         self.fired: set[int] = set()
 
     def install(self, pool) -> None:
-        """Wrap `pool.submit` if a fault names its role (also for a rebuilt pool)."""
+        """Set `pool.fault` if a fault names its role (also for a rebuilt pool)."""
         mine = [k for k, f in enumerate(self.faults) if f.role == pool.role]
         if not mine:
             return
-        send = pool.submit
 
-        def submit(i, method, *args, **kw):
+        def fault(i: int, method: str) -> Callable[[], None] | None:
             due = [k for k in mine if self.faults[k].actor == i and self.faults[k].iteration == self.iteration()
                    and k not in self.fired]
-            pid = actor_pid(pool.actors[i]) if due else None
-            call = send(i, method, *args, **kw)
-            for k in due:
-                self.fired.add(k)
-                strike(pid, self.faults[k], f"{pool.role}-{i}", method)
-            return call
+            if not due:
+                return None
+            pid = actor_pid(pool.actors[i])  # before the call is queued on the actor
+            self.fired.update(due)
+            return lambda: [strike(pid, self.faults[k], f"{pool.role}-{i}", method) for k in due]
 
-        pool.submit = submit
+        pool.fault = fault
 
 
 def strike(pid: int, fault, name: str, method: str) -> None:

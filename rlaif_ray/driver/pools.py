@@ -49,6 +49,8 @@ class ActorPool:
     False for a group whose members cannot be swapped one by one (the learners).
     `on_replace(actor, name)`: brings a replacement up to date (e.g. the current weights);
     Ray errors it raises count as the replacement being lost too.
+    `fault(i, method)`: a fault injector (driver/chaos.py), asked before each call is sent;
+    what it returns (if anything) strikes right after the call went out.
     """
 
     def __init__(self, role: str, cls: type, resources: Resources, count: int,
@@ -61,6 +63,7 @@ class ActorPool:
         self.replaceable = replaceable
         self.recovery = recovery or Recovery()
         self.on_replace: Callable[[Any, str], None] | None = None
+        self.fault: Callable[[int, str], Callable[[], None] | None] | None = None
         self.usage = Usage()
         bundle = resources.as_bundle() or {"CPU": 0.01}
         self.pg = placement_group([dict(bundle) for _ in range(count)], strategy="PACK")
@@ -94,8 +97,7 @@ class ActorPool:
         the run's call policy and recovery counts, and forgets the last run's replacement hook
         and fault injection. Returns the refs of the resets."""
         self.make_args, self.logs, self.policy, self.recovery = make_args, logs, policy, recovery
-        self.on_replace, self.usage = None, Usage()
-        self.__dict__.pop("submit", None)  # a fault injector's wrapper (driver/chaos.py) was the last run's
+        self.on_replace, self.fault, self.usage = None, None, Usage()
         resets = []
         for i, actor in enumerate(self.actors):
             log_file = logs.actor_file(f"{self.role}-{i}")
@@ -128,7 +130,11 @@ class ActorPool:
 
     # The calls (one policy: driver/calls.py).
     def submit(self, i: int, method: str, *args, prompts: int = 0, timeout_s: float | None = None) -> Call:
-        return calls.submit(self, i, method, *args, prompts=prompts, timeout_s=timeout_s)
+        strike = self.fault(i, method) if self.fault else None
+        call = calls.submit(self, i, method, *args, prompts=prompts, timeout_s=timeout_s)
+        if strike:
+            strike()
+        return call
 
     def wait(self, pending: list[Call], timeout_s: float | None = None) -> list[Call]:
         return calls.wait(self, pending, timeout_s)
