@@ -21,6 +21,20 @@ SMOLLM2_DIR = REPO_ROOT / ".cache" / "smollm2-135m-instruct"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _kept_roles_modules_last(items)
+    _skip_gpu_tests_without_a_gpu(items)
+
+
+def _kept_roles_modules_last(items: list[pytest.Item]) -> None:
+    """Every module whose runs share the session's kept roles (`warm_roles`) after all the
+    others, in their own order. A test that starts actors of its own shuts the kept roles
+    down first (`_cores_back_from_kept_roles`), so each such module between two that share
+    them cost the next one a full start of every role (~40 s on 2 cores)."""
+    sharing = {item.module for item in items if "warm_roles" in item.fixturenames}
+    items.sort(key=lambda item: item.module in sharing)  # stable: the order within each group stays
+
+
+def _skip_gpu_tests_without_a_gpu(items: list[pytest.Item]) -> None:
     if not any(item.get_closest_marker("gpu") for item in items):
         return
     import torch  # only when a gpu test was collected: keeps collection fast

@@ -171,6 +171,15 @@ def test_chat_message_column(tmp_path):
     assert load_prompts(str(src), "messages") == [convo, [{"role": "user", "content": "yo"}]]
 
 
+@pytest.mark.parametrize("prompt, line, got", [(42, 3, "int"), ({"text": "hi"}, 5, "dict")])
+def test_prompt_of_the_wrong_type_is_named_by_line(tmp_path, prompt, line, got):
+    rows = [{"prompt": f"fine {i}"} for i in range(line - 1)] + [{"prompt": prompt}, {"prompt": "after"}]
+    src = _jsonl(tmp_path / "p.jsonl", rows)
+    with pytest.raises(DataError, match=rf"^data.source: .*p.jsonl line {line} \(prompt\): a prompt must be text "
+                                        rf"or a list of \{{role, content\}} messages, got {got}$"):
+        load_prompts(str(src), "prompt")
+
+
 def test_bad_record_is_named(tmp_path):
     src = _jsonl(tmp_path / "chat.jsonl", [{"messages": [{"role": "user", "content": "hi"}]},
                                           {"messages": [{"role": "system", "content": "only"}]}])

@@ -2,7 +2,8 @@
 runs it (the CLI as a subprocess, real actors on the tiny models).
 
 A driver killed by SIGKILL leaves no process of its Ray behind within seconds, its temp dir
-is gone and Ray's session logs are kept under the run dir; a normal run leaves nothing at all;
+is gone and Ray's session logs are kept under the run dir; a normal run leaves nothing at all
+(that run is a `--verbose` one, which also shows the engines' output on the terminal);
 and while it runs, Ray's processes listen on loopback only.
 
 Which processes belong to a run is found independently of the watchdog's own matching: any
@@ -43,10 +44,10 @@ def prompts_file(tmp_path_factory) -> Path:
     return write_toy_prompts_jsonl(tmp_path_factory.mktemp("data") / "prompts.jsonl", 64, seed=0)
 
 
-def start_train(tiny_models, prompts_file: Path, run_dir: Path, iterations: int) -> subprocess.Popen:
+def start_train(tiny_models, prompts_file: Path, run_dir: Path, iterations: int, *flags: str) -> subprocess.Popen:
     sets = [f"model.policy={tiny_models['policy']}", f"model.labeler={tiny_models['labeler']}",
             f"data.source={prompts_file}", f"run.iterations={iterations}", *SMALL]
-    args = [str(CLI), "train", "--config", str(REPO / "configs/local.yaml"), "--run-dir", str(run_dir)]
+    args = [str(CLI), "train", *flags, "--config", str(REPO / "configs/local.yaml"), "--run-dir", str(run_dir)]
     for s in sets:
         args += ["--set", s]
     out = (run_dir.parent / f"{run_dir.name}.out").open("wb")
@@ -147,9 +148,12 @@ def test_killed_driver_leaves_no_orphans_and_keeps_ray_logs(tiny_models, prompts
 
 
 @pytest.mark.slow
-def test_normal_run_leaves_nothing_behind(tiny_models, prompts_file, tmp_path):
+def test_normal_verbose_run_streams_everything_and_leaves_nothing_behind(tiny_models, prompts_file, tmp_path):
+    """One run for two promises: `--verbose` streams what the engines and Ray print to the
+    terminal instead of logs/ (tests/e2e/test_quiet_terminal.py has the quiet default), and
+    a run that ends normally leaves no process, temp dir or kept Ray log behind."""
     run_dir = tmp_path / "run"
-    proc = start_train(tiny_models, prompts_file, run_dir, iterations=1)
+    proc = start_train(tiny_models, prompts_file, run_dir, 1, "--verbose")
     try:
         temp_dir = wait_for(lambda: private_temp_dir(proc.pid), proc, "private temp dir")
         assert proc.wait(START_TIMEOUT_S) == 0, (run_dir.parent / "run.out").read_text()[-3000:]
@@ -158,4 +162,7 @@ def test_normal_run_leaves_nothing_behind(tiny_models, prompts_file, tmp_path):
             proc.kill()
     assert not temp_dir.exists()
     assert not referencing_pids(temp_dir)
-    assert not (run_dir / "logs" / "ray").exists()  # logs are kept only when a run failed
+    out = (run_dir.parent / "run.out").read_text(errors="replace")
+    assert "Initializing a V1 LLM engine" in out and "Started a local Ray instance" in out, out[-3000:]
+    assert "starting rollout ×1, reference ×1, learner ×1" in out and "done: 1 iterations" in out, out[-3000:]
+    assert not (run_dir / "logs").exists()  # nothing redirected, and no Ray logs kept (kept only when a run failed)
