@@ -1,7 +1,7 @@
 """Scaling: iteration time and tokens/s against rollout actors (1, 2, 4) and prompts (×1, ×2, ×4).
 
 The embedded default run (configs/local.yaml on the tiny models: PPO, direct-RLAIF labeler,
-reference, 2 DeepSpeed learners). One Ray and one set of roles with 4 rollout actors serves
+reference, 1 DeepSpeed learner). One Ray and one set of roles with 4 rollout actors serves
 every point: a point with k actors drives the first k (the others stay idle in the same
 Ray, holding only memory), and an actor joining a point first loads the newest weights
 through `WeightSync.load_latest`, as a replacement actor would. Prompt multiples keep the

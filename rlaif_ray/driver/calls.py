@@ -196,13 +196,23 @@ def wait_any(pending: list[tuple[Any, Call]], timeout_s: float | None = None) ->
                 by_ref[call.wait_ref] = (pool, call)
         else:
             by_ref[min(by_ref, key=lambda r: by_ref[r][1].deadline)][0].usage.waited_s += waited
-        now = time.monotonic()
-        for ref, (pool, call) in list(by_ref.items()):
-            if call.deadline <= now:
-                del by_ref[ref]
-                late = GetTimeoutError(f"no answer within {timeout_s or pool.policy.timeout_s:.0f} s")
-                _recover(pool, call, late, timeout_s)
-                by_ref[call.wait_ref] = (pool, call)
+        for ref in _late(by_ref):
+            pool, call = by_ref.pop(ref)
+            late = GetTimeoutError(f"no answer within {timeout_s or pool.policy.timeout_s:.0f} s")
+            _recover(pool, call, late, timeout_s)
+            by_ref[call.wait_ref] = (pool, call)
+
+
+def _late(by_ref: dict) -> list:
+    """The refs whose call is past its deadline and has not answered. A call that answered
+    while the driver was busy elsewhere (replacing another pool member takes 20-30 s on 2
+    cores) is not late, however long ago its deadline passed: its result is taken next."""
+    now = time.monotonic()
+    overdue = [ref for ref, (_, call) in by_ref.items() if call.deadline <= now]
+    if not overdue:
+        return []
+    answered, _ = ray.wait(overdue, num_returns=len(overdue), timeout=0)
+    return [ref for ref in overdue if ref not in set(answered)]
 
 
 def _recover(pool, call: Call, err: BaseException, timeout_s: float | None) -> None:

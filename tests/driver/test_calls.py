@@ -84,6 +84,24 @@ def test_actor_killed_inside_a_call_is_replaced_and_the_call_redone(pool):
                                        "recovery/worker/restarts": 1, "recovery/worker/redone_prompts": 3}
 
 
+def test_a_call_that_answered_while_another_actor_was_replaced_is_not_late(ray_local):
+    # Replacing actor 0 (start-up and catch-up) blocks the driver past actor 1's deadline;
+    # actor 1 answered long before: it is not replaced, its call not redone.
+    pool = make_pool(timeout_s=3.0)
+    try:
+        pool.on_replace = lambda actor, name: time.sleep(5.0)  # a replacement slower than the call timeout
+        pid = ray.get(pool.actors[0].pid.remote())
+        calls = [pool.submit(0, "double", [1], 2.0, prompts=1), pool.submit(1, "double", [2], 0.5, prompts=1)]
+        time.sleep(0.3)
+        os.kill(pid, signal.SIGKILL)
+        pool.wait(calls)
+        assert [ray.get(c.refs[0]) for c in calls] == [[2], [4]]
+        assert pool.recovery.metrics() == {"recovery/actor_restarts": 1, "recovery/redone_prompts": 1,
+                                           "recovery/worker/restarts": 1, "recovery/worker/redone_prompts": 1}
+    finally:
+        pool.shutdown()
+
+
 def test_calls_queued_on_a_killed_actor_all_move_to_one_replacement(pool):
     # Pipelined mode queues several calls on one actor; the first failure replaces it, the
     # others are redone on that replacement instead of replacing it again (and again).
