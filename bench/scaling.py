@@ -28,7 +28,10 @@ def run(quick: bool) -> Result:
     points = [(1, 1)] if quick else [(1, 1), (2, 1), (4, 1), (2, 2), (2, 4)]  # (actors, prompts ×)
     max_actors = max(a for a, _ in points)
     measured = 1 if quick else 3
-    cfg = bench_config(f"rollout.num_actors={max_actors}", *(["data.prompts_per_iteration=4"] if quick else []),
+    # Every iteration the benchmark runs is within the run's length: the pipeline starts no
+    # batch past run.iterations (configs/local.yaml says 12; the points take 20).
+    cfg = bench_config(f"rollout.num_actors={max_actors}", f"run.iterations={len(points) * (1 + measured)}",
+                       *(["data.prompts_per_iteration=4"] if quick else []),
                        *(["ppo.minibatch_size=16"] if quick else []), labeler=True)
     base_prompts = cfg.data.prompts_per_iteration
     rows, raw = [], {}
