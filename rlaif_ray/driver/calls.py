@@ -211,8 +211,8 @@ def _late(by_ref: dict) -> list:
     overdue = [ref for ref, (_, call) in by_ref.items() if call.deadline <= now]
     if not overdue:
         return []
-    answered, _ = ray.wait(overdue, num_returns=len(overdue), timeout=0)
-    return [ref for ref in overdue if ref not in set(answered)]
+    answered = set(ray.wait(overdue, num_returns=len(overdue), timeout=0)[0])
+    return [ref for ref in overdue if ref not in answered]
 
 
 def _recover(pool, call: Call, err: BaseException, timeout_s: float | None) -> None:

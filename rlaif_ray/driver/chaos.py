@@ -48,7 +48,11 @@ class Chaos:
                 return None
             pid = actor_pid(pool.actors[i])  # before the call is queued on the actor
             self.fired.update(due)
-            return lambda: [strike(pid, self.faults[k], f"{pool.role}-{i}", method) for k in due]
+
+            def strike_due() -> None:
+                for k in due:
+                    strike(pid, self.faults[k], f"{pool.role}-{i}", method)
+            return strike_due
 
         pool.fault = fault
 
