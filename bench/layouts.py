@@ -24,9 +24,9 @@ STAGES = ("rollout", "score", "train", "sync", "probe")
 def layouts() -> dict[str, list[str]]:
     # Threads follow the layout (rlaif_ray.cores): a role alone in its stage uses every core.
     return {
-        "as shipped": [],
-        "1 learner": ["learner.num_workers=1"],
-        "1 learner, 1 rollout engine": ["learner.num_workers=1", "rollout.num_actors=1"],
+        "as shipped (1 learner, 1 rollout engine)": [],
+        "1 learner, 2 rollout engines": ["rollout.num_actors=2"],
+        "2 learners, 2 rollout engines": ["learner.num_workers=2", "rollout.num_actors=2"],
     }
 
 

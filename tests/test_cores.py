@@ -5,9 +5,9 @@ from rlaif_ray.cores import local_node_cores, role_threads, stage_actor_counts
 
 
 def test_roles_that_take_turns_each_get_the_cores(make_config):
-    # The embedded default: 2 rollout engines; labeler ‖ reference; 1 learner.
-    assert role_threads(make_config(), 2) == {"rollout": 1, "labeler": 1, "reference": 1, "learner": 2}
-    cfg = make_config("learner.num_workers=2")
+    # The embedded default: 1 rollout engine; labeler ‖ reference; 1 learner.
+    assert role_threads(make_config(), 2) == {"rollout": 2, "labeler": 1, "reference": 1, "learner": 2}
+    cfg = make_config("learner.num_workers=2", "rollout.num_actors=2")
     assert stage_actor_counts(cfg) == {"rollout": 2, "labeler": 2, "reference": 2, "learner": 2}
     assert role_threads(cfg, 2) == {"rollout": 1, "labeler": 1, "reference": 1, "learner": 1}
     assert role_threads(cfg, 8) == {"rollout": 4, "labeler": 4, "reference": 4, "learner": 4}
@@ -20,7 +20,8 @@ def test_roles_that_take_turns_each_get_the_cores(make_config):
 
 
 def test_pipelined_roles_share_the_cores(make_config):
-    cfg = make_config("pipeline.max_staleness=1", "ppo.off_policy_correction=tis", "learner.num_workers=2")
+    cfg = make_config("pipeline.max_staleness=1", "ppo.off_policy_correction=tis", "learner.num_workers=2",
+                      "rollout.num_actors=2")
     # 2 engines + labeler + reference + 2 learners all compute at once: ⌊8 / 6⌋ = 1.
     assert stage_actor_counts(cfg) == {"rollout": 6, "labeler": 6, "reference": 6, "learner": 6}
     assert role_threads(cfg, 8) == {"rollout": 1, "labeler": 1, "reference": 1, "learner": 1}

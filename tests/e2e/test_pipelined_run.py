@@ -22,7 +22,8 @@ from rlaif_ray.driver.run import train_run
 from rlaif_ray.run_dir import read_metrics
 
 PIPELINED = ("pipeline.max_staleness=1", "ppo.off_policy_correction=tis", "data.prompts_per_iteration=4",
-             "ppo.minibatch_size=16", "run.checkpoint_every=2", "learner.num_workers=2")  # a learner-1 to lose
+             "ppo.minibatch_size=16", "run.checkpoint_every=2", "learner.num_workers=2",  # a learner-1 to lose
+             "rollout.num_actors=2")  # two chunks of 2 prompts: a killed engine's chunk is redone alone
 NUMBERS = ("reward/mean", "kl/mean", "loss/policy", "response_length/mean", "off_policy/mismatch_kl")
 REPO = Path(__file__).resolve().parents[2]
 STOP_WITHIN_S = 60.0  # Ctrl-C to exit, on 2 busy cores (actors are killed, nothing drains)

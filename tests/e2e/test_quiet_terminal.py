@@ -64,19 +64,19 @@ def test_train_is_quiet_and_logs_every_actor(tiny_models, toy_prompts_file, tmp_
     assert len(lines) <= 15, lines
     assert not [l for l in lines if NOISE.search(l)], lines
     starting = [l for l in lines if l.startswith("starting ")]
-    assert starting == ["starting rollout ×2, labeler ×1, reference ×1, learner ×1"], lines
+    assert starting == ["starting rollout ×1, labeler ×1, reference ×1, learner ×1"], lines
     ready = [l for l in lines if l.startswith("ready: ")]
     assert len(ready) == 1 and re.fullmatch(
-        r"ready: rollout ×2 \([\d.]+ s\), labeler \([\d.]+ s\), reference \([\d.]+ s\), learner \([\d.]+ s\)",
+        r"ready: rollout \([\d.]+ s\), labeler \([\d.]+ s\), reference \([\d.]+ s\), learner \([\d.]+ s\)",
         ready[0]), lines
     assert lines[-1].startswith(f"done: 2 iterations in {run_dir}"), lines
     assert any("2/2" in l and "reward=" in l and "kl=" in l for l in lines), lines  # the bar's final state
 
     logs = run_dir / "logs"
     files = {p.name for p in logs.iterdir()}
-    assert {"rollout-0.log", "rollout-1.log", "labeler-0.log", "reference-0.log", "learner-0.log",
+    assert {"rollout-0.log", "labeler-0.log", "reference-0.log", "learner-0.log",
             "driver.log"} <= files, files
-    for name in ("rollout-0.log", "rollout-1.log", "labeler-0.log"):
+    for name in ("rollout-0.log", "labeler-0.log"):
         text = (logs / name).read_text()
         assert VLLM_CONFIG_DUMP in text and "INFO" in text, (name, text[:2000])
     assert "Loading weights" in (logs / "reference-0.log").read_text()

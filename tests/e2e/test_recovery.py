@@ -15,6 +15,7 @@ from rlaif_ray.run_dir import read_metrics
 def test_dead_rollout_and_stalled_labeler_are_replaced(warm_roles, make_config, tmp_path):
     cfg = make_config(
         "run.iterations=3", "data.prompts_per_iteration=8", "ppo.minibatch_size=16", "run.call_timeout_s=20",
+        "rollout.num_actors=2",  # a healthy rollout-1 beside the one killed: only rollout-0's half is redone
         "chaos.faults=[{role: rollout, actor: 0, iteration: 2, kind: kill},"
         " {role: labeler, actor: 0, iteration: 3, kind: stall, stall_s: 120}]")
     train_run(cfg, tmp_path / "run", progress=False, warm=warm_roles)

@@ -1,4 +1,4 @@
-"""The embedded default, end to end: 2 rollout actors, 1 labeler, 1 reference, 2 learners, PPO
+"""The embedded default, end to end: 1 rollout actor, 1 labeler, 1 reference, 1 learner, PPO
 with a critic, 12 iterations — every required metric every iteration, an exact weight sync,
 and visible learning against both the labeler and the task's own ground truth; the same
 thresholds hold for the pipelined loop (`pipeline.max_staleness: 1` with TIS)."""
@@ -34,7 +34,7 @@ def run(request, warm_roles, make_config, tmp_path):
 @pytest.mark.slow
 def test_default_run_learns(run):
     cfg, run_dir, summary = run
-    assert (cfg.rollout.num_actors, cfg.labeler.num_actors, cfg.learner.num_workers) == (2, 1, 1)
+    assert (cfg.rollout.num_actors, cfg.labeler.num_actors, cfg.learner.num_workers) == (1, 1, 1)
     rows = read_metrics(run_dir)
     assert [r["iteration"] for r in rows] == list(range(1, cfg.run.iterations + 1))
     assert [r["policy_version"] for r in rows] == list(range(1, cfg.run.iterations + 1))
