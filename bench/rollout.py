@@ -74,6 +74,11 @@ def run(quick: bool) -> Result:
             rounds.run({"ours": ours, "hf": hf_generate}, progress="rollout: ours vs HF tokens/s")
         finally:
             pool.shutdown()
+    return _result(rounds, quick, settings, n_actors, repeats)
+
+
+def _result(rounds: Rounds, quick: bool, settings: dict, n_actors: int, repeats: int) -> Result:
+    """The table (median seconds, tokens and tokens/s per system) and the ratio against the goal."""
     st = rounds.stats()
     ratio = st["ratio"]
     raw = {n: rounds.raw[n][rounds.warmup:] for n in rounds.names}

@@ -68,8 +68,9 @@ def run(quick: bool) -> Result:
         "every iteration (TRL generates with the training model itself); TRL divides advantages by the "
         "sample std + 1e-4, ours by the population std + 1e-6 (no cost difference); ours prepends <s> to "
         "prompts, TRL tokenizes the text without special tokens (1 token per prompt).",
-        "Ours splits the work over processes (rollout actors, reference, learners: one thread each under "
-        "Ray); TRL runs in one process with torch using all cores' threads.",
+        "Ours splits the work over processes (rollout actors, reference, learners), each using the cores "
+        "over the actors computing in its stage (rlaif_ray.cores); TRL runs in one process with torch "
+        "using all cores' threads.",
     ]
     return Result("trl", quick, settings, rows, [("system", "system"), ("seconds", "s / iteration (median)"),
                                                  ("min", "min"), ("max", "max")],
@@ -91,7 +92,7 @@ def _measure(cfg, path, prompts: int, group: int, new_tokens: int, minibatch: in
     import torch
     from datasets import Dataset
     from transformers import TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
     from bench.workloads import live_run, tokenized_prompts
     from rlaif_ray.driver.train import run_iteration
@@ -133,18 +134,26 @@ def _measure(cfg, path, prompts: int, group: int, new_tokens: int, minibatch: in
 
         torch.set_num_threads(os.cpu_count() or 1)
         with tempfile.TemporaryDirectory(prefix="bench-trl-") as out:
-            args = GRPOConfig(
-                output_dir=out, per_device_train_batch_size=minibatch, gradient_accumulation_steps=1,
-                steps_per_generation=steps_per_round, num_generations=group,
-                max_completion_length=new_tokens, temperature=1.0, top_p=1.0, top_k=0,
-                learning_rate=1e-5, weight_decay=0.0, max_grad_norm=1.0, lr_scheduler_type="constant",
-                warmup_steps=0, beta=cfg.kl.coef, epsilon=cfg.ppo.clip, num_iterations=1, loss_type="dapo",
-                scale_rewards="group", max_steps=rounds * steps_per_round, logging_steps=rounds * steps_per_round,
-                save_strategy="no", report_to="none", use_cpu=True, bf16=False, shuffle_dataset=False,
-                seed=cfg.run.seed, disable_tqdm=True, dataloader_num_workers=0)
+            args = _trl_args(cfg, out, group, new_tokens, minibatch, steps_per_round, rounds)
             trainer = GRPOTrainer(model=load_causal_lm(str(path)), reward_funcs=rule_score, args=args,
                                   train_dataset=Dataset.from_dict({"prompt": texts}), processing_class=tok,
                                   callbacks=[Alternate()])
             trainer.train()
 
     return trl_step_s
+
+
+def _trl_args(cfg, out: str, group: int, new_tokens: int, minibatch: int, steps_per_round: int, rounds: int):
+    """TRL's settings for the same work as ours: one generation round per `steps_per_round`
+    optimiser steps, k3 KL in the loss at our coefficient, our clip, no warm-up or schedule."""
+    from trl import GRPOConfig
+
+    return GRPOConfig(
+        output_dir=out, per_device_train_batch_size=minibatch, gradient_accumulation_steps=1,
+        steps_per_generation=steps_per_round, num_generations=group,
+        max_completion_length=new_tokens, temperature=1.0, top_p=1.0, top_k=0,
+        learning_rate=1e-5, weight_decay=0.0, max_grad_norm=1.0, lr_scheduler_type="constant",
+        warmup_steps=0, beta=cfg.kl.coef, epsilon=cfg.ppo.clip, num_iterations=1, loss_type="dapo",
+        scale_rewards="group", max_steps=rounds * steps_per_round, logging_steps=rounds * steps_per_round,
+        save_strategy="no", report_to="none", use_cpu=True, bf16=False, shuffle_dataset=False,
+        seed=cfg.run.seed, disable_tqdm=True, dataloader_num_workers=0)
