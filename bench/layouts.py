@@ -1,4 +1,5 @@
-"""Layouts: the embedded default as shipped vs layouts where the working role uses every core.
+"""Layouts: the embedded default as shipped (one learner and one rollout engine, each using
+every core on its turn) vs two one-thread engines, and vs two engines and two learners.
 
 Issue 13 asks whether, on one small machine where the roles take turns, a role should use
 all the cores on its turn (e.g. one learner with every core instead of two one-thread
