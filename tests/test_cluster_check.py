@@ -42,7 +42,7 @@ def test_gpu_run_config_fits_the_gpu_clusters(rel):
 
 
 def test_local_run_config_fits_the_fake_autoscaling_cluster():
-    # configs/local.yaml asks for CPUs only: 6 actors × 1 CPU on the worker types (the head has 0).
+    # configs/local.yaml asks for CPUs only: 4 actors × 1 CPU on the worker types (the head has 0).
     assert validate_cluster_file(REPO / "cluster/local-autoscale.yaml", REPO / "configs/local.yaml") == []
 
 
