@@ -19,6 +19,10 @@ SHORT_TMP = "/tmp"
 TEMP_PREFIX = "rlaif-ray-"
 RAY_LOGS_SUBDIR = "ray"  # LOG_DIR/ray/<session>/: Ray's own logs, kept when a run failed
 LOOPBACK = "127.0.0.1"
+# No idle workers started ahead: every actor of a run has its own runtime_env (its log file,
+# its threads), so Ray's prestarted default workers are never used, and each costs ~1.4
+# CPU-s of imports while the roles start (2 of them on a 2-core node).
+NO_PRESTART = {"enable_worker_prestart": False, "prestart_worker_first_driver": False}
 
 # Engine settings every actor needs before it imports its engine. Set here, in one place,
 # and passed as the actors' runtime_env (not read anywhere else):
@@ -79,7 +83,7 @@ def _private_local_ray(ray_cfg: RayInit, logs: RunLogs):
             ray.init(address="local", num_cpus=ray_cfg.num_cpus, include_dashboard=False,
                      object_store_memory=ray_cfg.object_store_mib * 2**20, _temp_dir=temp_dir,
                      _node_ip_address=LOOPBACK, runtime_env={"env_vars": actor_env(ray_cfg)},
-                     log_to_driver=True)
+                     log_to_driver=True, _system_config=NO_PRESTART)
         try:
             yield
         finally:
