@@ -48,18 +48,29 @@ def hf(smollm2):
     return AutoTokenizer.from_pretrained(smollm2), model
 
 
-def _sequence_logprob(model, prompt: list[int], continuation: list[int]) -> float:
-    """log P(continuation | prompt), teacher-forced in one forward pass."""
-    ids = torch.tensor([prompt + continuation])
+def _continuation_logprobs(model, prompt: list[int], continuations: list[list[int]]) -> list[float]:
+    """log P(c | prompt) for each continuation c, teacher-forced. The prompt runs once; each
+    continuation's tokens after its first run on the prompt's KV cache, which is cut back to
+    the prompt after each (a forward extends it in place)."""
     with torch.no_grad():
-        logp = torch.log_softmax(model(input_ids=ids).logits[0].double(), -1)
-    return float(sum(logp[len(prompt) - 1 + k, t] for k, t in enumerate(continuation)))
+        out = model(input_ids=torch.tensor([prompt]), use_cache=True)
+        first = torch.log_softmax(out.logits[0, -1].double(), -1)
+        cache, logprobs = out.past_key_values, []
+        for c in continuations:
+            total = float(first[c[0]])
+            if len(c) > 1:
+                rest = model(input_ids=torch.tensor([c[:-1]]), past_key_values=cache, use_cache=True)
+                logp = torch.log_softmax(rest.logits[0].double(), -1)
+                total += float(sum(logp[k, t] for k, t in enumerate(c[1:])))
+                cache.crop(len(prompt))
+            logprobs.append(total)
+    return logprobs
 
 
 def _hf_direct_reward(model, prompt_ids: list[int], candidates: list[list[int]]) -> float:
     """Σ i·P(i) from whole-sequence probabilities: the answer is exactly " 1" with probability
     P(" 1") − P(" 10") (" 10" starts with " 1"'s tokens); renormalised over the ten scores."""
-    seq = [math.exp(_sequence_logprob(model, prompt_ids, c)) for c in candidates]
+    seq = [math.exp(lp) for lp in _continuation_logprobs(model, prompt_ids, candidates)]
     exact = [p - sum(q for d, q in zip(candidates, seq) if len(d) > len(c) and d[: len(c)] == c)
              for c, p in zip(candidates, seq)]
     probs = np.array(exact) / sum(exact)
@@ -95,7 +106,7 @@ def test_chat_labeler_scores_match_hugging_face(ray_local, real_config, hf):
     (q, good), (_, bad) = SAMPLES[0], SAMPLES[1]
     prefs = ray.get(labeler.pairwise_preferences.remote([q], [good], [bad]))
     ids = prompts.encode(prompts.prompt(q, good, bad, kind="pairwise"))
-    one, two = (_sequence_logprob(model, ids, prompts.encode_candidate(c)) for c in prompts.candidates("pairwise"))
+    one, two = _continuation_logprobs(model, ids, [prompts.encode_candidate(c) for c in prompts.candidates("pairwise")])
     assert prefs["p_ab"][0] == pytest.approx(1 / (1 + math.exp(two - one)), abs=FP32_TOL)
     ray.kill(labeler)
 
