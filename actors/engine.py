@@ -10,7 +10,7 @@ import ray
 import torch
 
 from rlaif_ray.config import ModelSection
-from rlaif_ray.modeling import max_positions
+from rlaif_ray.modeling import CPU_KV_BLOCK_TOKENS, max_positions
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,7 @@ class EngineSpec:
             kwargs["enforce_eager"] = True
             # Without an explicit size one CPU engine claims most of the machine's RAM.
             kwargs["kv_cache_memory_bytes"] = self.kv_cache_mib * 2**20
+            kwargs["block_size"] = CPU_KV_BLOCK_TOKENS
         if self.worker_extension_cls:
             kwargs["worker_extension_cls"] = self.worker_extension_cls
         _hide_rotary_reload_warning()

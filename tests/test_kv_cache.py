@@ -30,20 +30,21 @@ def test_grouped_query_attention_counts_kv_heads_only(tmp_path):
 
 
 def test_sequences_take_whole_blocks():
-    # 16 sequences of 96 tokens: one 128-token block each; 16 × 128 × 61440 B = 120 MiB.
-    assert kv_cache_mib_for(61440, 16, 96) == 120
-    # 144 tokens need 2 blocks: 16 × 2 × 128 × 61440 B = 240 MiB.
-    assert kv_cache_mib_for(61440, 16, 144) == 240
-    # 64 MiB = 8 blocks of 7.5 MiB: 8 sequences of ≤ 128 tokens, 4 of 144 (vLLM said "4.00x" for these).
-    assert kv_cache_sequences(64, 61440, 96) == 8
-    assert kv_cache_sequences(64, 61440, 144) == 4
+    # Blocks of 32 tokens (CPU_KV_BLOCK_TOKENS), 32 × 61440 B = 1.875 MiB each.
+    # 16 sequences of 96 tokens: 3 blocks each; 16 × 96 × 61440 B = 90 MiB.
+    assert kv_cache_mib_for(61440, 16, 96) == 90
+    # 144 tokens need 5 blocks (160 tokens): 16 × 160 × 61440 B = 150 MiB.
+    assert kv_cache_mib_for(61440, 16, 144) == 150
+    # 64 MiB = 34 whole blocks: 11 sequences of 3 blocks (96 tokens), 6 of 5 (144).
+    assert kv_cache_sequences(64, 61440, 96) == 11
+    assert kv_cache_sequences(64, 61440, 144) == 6
 
 
 def test_a_configured_cache_too_small_generates_in_waves(llama_dir):
     small = plan_kv_cache(llama_dir, "float32", 64, sequences=16, tokens_per_sequence=96)
-    assert (small.mib, small.needed_mib, small.holds, small.in_waves) == (64, 120, 8, True)
+    assert (small.mib, small.needed_mib, small.holds, small.in_waves) == (64, 90, 11, True)
     auto = plan_kv_cache(llama_dir, "float32", None, sequences=16, tokens_per_sequence=96)
-    assert (auto.mib, auto.holds, auto.in_waves) == (120, 16, False)
+    assert (auto.mib, auto.holds, auto.in_waves) == (90, 16, False)
 
 
 class _Said:
@@ -57,13 +58,14 @@ class _Said:
 def test_a_run_says_when_its_rollout_engines_would_generate_in_waves(make_config):
     from rlaif_ray.driver.roles import warn_if_generating_in_waves
 
-    # The tiny policy: 2 (K, V) × 2 layers × 2 KV heads × 64 × 4 B = 2 KiB per token, so 16 MiB = 64
-    # blocks of 128 tokens; one engine × 64 prompts × 4 samples = 256 sequences of 64 + 24 tokens.
+    # The tiny policy: 2 (K, V) × 2 layers × 2 KV heads × 64 × 4 B = 2 KiB per token, so 16 MiB = 256
+    # blocks of 32 tokens; one engine × 64 prompts × 4 samples = 256 sequences of 64 + 24 tokens, 3 blocks
+    # each: 16 MiB holds 85 of them, all 256 need 256 × 96 × 2 KiB = 48 MiB.
     small = make_config("rollout.kv_cache_mib=16", "rollout.num_actors=1", "data.prompts_per_iteration=64")
     said = _Said()
     warn_if_generating_in_waves(small, said)
-    assert said.lines == ["warning: rollout.kv_cache_mib 16 holds 64 of the 256 sequences each rollout engine generates "
-                          "at once, so vLLM generates them in waves (slower); 64 holds them all (null sizes it so)"]
+    assert said.lines == ["warning: rollout.kv_cache_mib 16 holds 85 of the 256 sequences each rollout engine generates "
+                          "at once, so vLLM generates them in waves (slower); 48 holds them all (null sizes it so)"]
     quiet = _Said()
     warn_if_generating_in_waves(make_config("rollout.num_actors=1", "data.prompts_per_iteration=64"), quiet)
     assert quiet.lines == []  # null: sized for them

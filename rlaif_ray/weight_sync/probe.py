@@ -2,8 +2,9 @@
 
 After every sync, engine 0 samples PROBE_NEW_TOKENS tokens from the probe prompt and the
 learner scores the same tokens teacher-forced; their max |logprob difference| is the metric
-`sync/max_logprob_diff`. The prompt is longer than one 128-token KV block on CPU, so it is
-really held in vLLM's prefix cache: KV left over from old weights shows up in the difference.
+`sync/max_logprob_diff`. The prompt is longer than one KV block (32 tokens on CPU, 128 for
+vLLM's own CPU default, 16 on GPU), so it is really held in vLLM's prefix cache: KV left over
+from old weights shows up in the difference.
 
 What it reads (bench/probe_bounds.py, docs/weight-sync.md): with the learner's exact weights
 only the two implementations' rounding, ~2e-6 (tiny models) to 1.6e-5 (SmolLM2-135M) in fp32
