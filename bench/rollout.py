@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from bench.common import Result, Rounds, median
-from bench.workloads import LLAMA_75M, bench_config, bench_model, model_params, tokenized_prompts, tiny_models
+from bench.workloads import LLAMA_75M, bench_config, bench_model, model_params, tiny_models, tokenized_prompts
 
 GOAL = 1.5
 
@@ -99,12 +99,13 @@ def _result(measured: list[tuple[int, int, Rounds]], quick: bool, settings: dict
     rows, ratios, extra = [], {}, {}
     for n, threads, rounds in measured:
         st = rounds.stats()
-        raw = {name: rounds.raw[name][rounds.warmup:] for name in rounds.names}
-        layout = f"{n} × {threads} thread{'s' if threads != 1 else ''}"
+        raw = {name: rounds.raw[name][rounds.warmup:] for name in rounds.names}  # (seconds, tokens) each
+        each = f"{threads} thread{'s' if threads != 1 else ''}"
+        layout = f"{n} × {each}"
         ratios[layout] = st["ratio"]
-        extra[layout] = {"rounds": st, **{f"{name}_{what}": [r[i] for r in raw[name]]
-                                          for name in rounds.names for i, what in enumerate(("seconds", "tokens"))}}
-        for name, system in (("ours", f"rlaif-ray rollout pool ({n} × vLLM actor, {layout.split(' × ')[1]} each)"),
+        extra[layout] = {"rounds": st, **{f"{name}_seconds": [s for s, _ in raw[name]] for name in rounds.names},
+                         **{f"{name}_tokens": [t for _, t in raw[name]] for name in rounds.names}}
+        for name, system in (("ours", f"rlaif-ray rollout pool ({n} × vLLM actor, {each} each)"),
                              ("hf", f"HF transformers generate (1 process), alternating with the {n}-engine pool")):
             rows.append({"system": system, "seconds": median([s for s, _ in raw[name]]),
                          "tokens": int(median([t for _, t in raw[name]])), "tokens_per_s": st[name]["median"],
