@@ -57,6 +57,7 @@ class EngineSpec:
             # Without an explicit size one CPU engine claims most of the machine's RAM.
             kwargs["kv_cache_memory_bytes"] = self.kv_cache_mib * 2**20
             kwargs["block_size"] = CPU_KV_BLOCK_TOKENS
+            _no_sampler_compile()
         if self.worker_extension_cls:
             kwargs["worker_extension_cls"] = self.worker_extension_cls
         _hide_rotary_reload_warning()
@@ -77,6 +78,20 @@ def build_llm(model_path: str, model: ModelSection, kv_cache_mib: int, gpu_memor
     """An in-process vLLM engine sized from config (`EngineSpec.build`)."""
     return engine_spec(model_path, model, kv_cache_mib, gpu_memory_utilization, seed, max_model_len,
                        worker_extension_cls).build()
+
+
+def _no_sampler_compile() -> None:
+    """Run vLLM's torch.compile'd sampler helpers eagerly on CPU.
+
+    Why: even with `enforce_eager`, vLLM compiles a small logprob-rank helper with Inductor
+    the first time an engine returns logprobs: on CPU that is a C++ build costing ~2 s of the
+    first `generate` of every engine (rollout and labeler alike). Eager, the helper gives the
+    same tokens and logprobs at the same steady speed (docs/performance.md, "Engine start").
+    Process-wide, which is fine: nothing else in an engine's process compiles.
+    """
+    import torch._dynamo
+
+    torch._dynamo.config.disable = True
 
 
 class _RotaryReloadFilter(logging.Filter):
