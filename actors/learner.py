@@ -135,25 +135,37 @@ class LearnerWorker:
         return {"experience": stats if self.rank == 0 else None, "train": train_stats, "samples": samples,
                 "seconds": clock.laps}
 
-    def _old_logprobs_and_values(self, batch: RolloutBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def _old_logprobs_and_values(self, batch: RolloutBatch) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """log π_old, entropy and (PPO) V_old of every row, each (B, T) float32: this rank
-        computes its own slice of the rows, the group all-gathers them."""
+        computes its own slice of the rows, the group all-gathers them. With
+        `ppo.old_logprobs: rollout`, log π_old is the engine's sampling logprobs and no policy
+        forward runs here (entropy None: `_optimise` measures it)."""
+        from_learner = self.cfg.ppo.old_logprobs == "learner"
+        if not from_learner and self.critic is None:
+            return batch.rollout_logp.astype(np.float32), None, None
         mine = batch.select(self._my_rows(len(batch)))
+        chunk = self.cfg.learner.forward_batch_size
+        part = (self._policy_logprobs(mine) if from_learner else None,
+                batched_response_values(self.critic, mine, chunk) if self.critic is not None else None)
+        parts = process_group.all_gather_objects(part, self.world)
+        values = np.concatenate([p[1] for p in parts]) if self.critic is not None else None
+        if not from_learner:
+            return batch.rollout_logp.astype(np.float32), None, values
+        old_logp, entropy = (np.concatenate([p[0][i] for p in parts]) for i in (0, 1))
+        return old_logp, entropy, values
+
+    def _policy_logprobs(self, rows: RolloutBatch) -> tuple[np.ndarray, np.ndarray]:
+        """log π and entropy (each (B, T) float32) of `rows` under the current policy, in chunks."""
         temp, chunk = self.cfg.rollout.sampling.temperature, self.cfg.learner.forward_batch_size
         logp, ent = [], []
         with torch.no_grad():
-            for s in range(0, len(mine), chunk):
-                sub = mine.select(np.arange(s, min(s + chunk, len(mine))))
+            for s in range(0, len(rows), chunk):
+                sub = rows.select(np.arange(s, min(s + chunk, len(rows))))
                 lp, e = response_logprobs(self.policy, sub, temp, with_entropy=True)
                 logp.append(lp.float().cpu().numpy())
                 ent.append(e.float().cpu().numpy())
-        T = batch.max_response_len
-        part = (_cat(logp, T), _cat(ent, T),
-                batched_response_values(self.critic, mine, chunk) if self.critic is not None else None)
-        parts = process_group.all_gather_objects(part, self.world)
-        old_logp, entropy = (np.concatenate([p[i] for p in parts]) for i in (0, 1))
-        values = np.concatenate([p[2] for p in parts]) if self.critic is not None else None
-        return old_logp, entropy, values
+        T = rows.max_response_len
+        return _cat(logp, T), _cat(ent, T)
 
     def _rewards_once(self, batch: RolloutBatch, source_refs: dict[str, list]) -> tuple:
         """(total, per_source, stats) of `rewards.batch_rewards`, computed on rank 0 only (a
@@ -171,17 +183,24 @@ class LearnerWorker:
         per_rank = mb // self.world
         sums: dict[str, float] = {}
         steps = 0
+        entropy = []  # the first epoch's, when π_old came from the engine (no pre-update forward)
         for epoch in range(p.epochs):
             # Same permutation on every rank (seeded by run, iteration, epoch): ranks take
             # disjoint slices of the same minibatch, so DeepSpeed averages their gradients.
             perm = np.random.default_rng([self.cfg.run.seed, iteration, epoch]).permutation(n)
             for m in range(n // mb):
                 rows = perm[m * mb: (m + 1) * mb][self.rank * per_rank: (self.rank + 1) * per_rank]
-                for k, v in self._step(exp, np.sort(rows), objective, kl_coef).items():
+                stats = self._step(exp, np.sort(rows), objective, kl_coef)
+                step_entropy = stats.pop("entropy")
+                if epoch == 0 and p.old_logprobs == "rollout":
+                    entropy.append(step_entropy)
+                for k, v in stats.items():
                     sums[k] = sums.get(k, 0.0) + v
                 steps += 1
         out = {k: v / max(steps, 1) for k, v in sums.items()}
         out["train/steps"] = steps
+        if entropy:
+            out["entropy"] = float(np.mean(entropy))
         return out
 
     def _step(self, exp: Experience, rows: np.ndarray, objective: ObjectiveSettings, kl_coef: float) -> dict:
@@ -197,6 +216,7 @@ class LearnerWorker:
         if self.critic is not None:
             mb.values, mb.old_values, mb.returns = response_values(self.critic, sub), on(exp.values), on(exp.returns)
         policy_loss, value_loss, stats = ppo_objective(mb, objective, kl_coef)
+        stats["entropy"] = float(masked_mean(ent.detach(), mb.mask))
         self.policy.backward(policy_loss)
         self.policy.step()
         if value_loss is not None:

@@ -140,6 +140,13 @@ def _train_errors(c: TrainConfig):
     if c.pipeline.max_staleness and c.ppo.off_policy_correction == "none" and not c.pipeline.allow_uncorrected:
         yield (f"pipeline.max_staleness: {c.pipeline.max_staleness} trains on samples of older policies; set "
                f"ppo.off_policy_correction to tis or decoupled (or pipeline.allow_uncorrected: true to train them as on-policy)")
+    if c.ppo.old_logprobs == "rollout":
+        if c.pipeline.max_staleness:
+            yield (f"ppo.old_logprobs: rollout takes π_old from the engine that sampled, an older policy than the learner's "
+                   f"when pipeline.max_staleness is {c.pipeline.max_staleness}; use learner, or max_staleness 0")
+        if c.ppo.off_policy_correction != "none":
+            yield (f"ppo.old_logprobs: rollout makes π_old the behaviour policy, so off_policy_correction "
+                   f"{c.ppo.off_policy_correction} has nothing to correct; set it to none, or use learner")
 
 
 class RejectionSamplingConfig(RolesConfig):

@@ -141,6 +141,11 @@ class PPOSection(_Strict):
         "π_old: none; tis: each token's PPO term weighted by min(π_old/π_behaviour, importance_cap); decoupled: weight "
         "π_old/π_behaviour, tokens above importance_cap leave the loss (docs/pipeline.md).")
     importance_cap: float = Field(2.0, gt=1, description="C of off_policy_correction: the largest importance weight π_old/π_behaviour used.")
+    old_logprobs: Literal["learner", "rollout"] = Field(
+        "learner", description="Where log π_old comes from. learner: a forward of the policy over the whole batch before any "
+        "update. rollout: the logprobs the engine sampled with, the same weights on the synchronous loop, which saves that "
+        "forward; the engine-vs-learner numerics (sync/max_logprob_diff) then enter the ratio, and the entropy metric is "
+        "measured on the first epoch's steps. rollout needs pipeline.max_staleness 0 and off_policy_correction none.")
 
 
 class PipelineSection(_Strict):

@@ -80,6 +80,8 @@ def test_field_errors_name_the_path(override, path, why):
         (["sync.backend=nccl"], "sync.backend"),
         (["learner.backend=nccl"], "learner.backend"),
         (["pipeline.max_staleness=1"], "pipeline.max_staleness"),
+        (["ppo.old_logprobs=rollout", "pipeline.max_staleness=1", "pipeline.allow_uncorrected=true"], "ppo.old_logprobs"),
+        (["ppo.old_logprobs=rollout", "ppo.off_policy_correction=tis"], "ppo.old_logprobs"),
         (["chaos.faults=[{role: reference, actor: 1, iteration: 1}]"], "chaos.faults.0.actor"),
     ],
 )
@@ -348,3 +350,13 @@ def test_a_file_holding_two_verbs_sections_is_refused():
     assert infer_verb({"model": {}, "dpo": {}}) == "dpo" and infer_verb({"ppo": {}}) == "train"
     with pytest.raises(ConfigError, match=r"^sections reward_model_train, dpo: one config is for one verb"):
         infer_verb({"dpo": {}, "reward_model_train": {}})
+
+
+def test_rollout_old_logprobs_only_on_the_synchronous_uncorrected_loop():
+    with pytest.raises(ConfigError, match=r"an older policy than the learner's when pipeline.max_staleness is 2"):
+        load_config(LOCAL, ["ppo.old_logprobs=rollout", "pipeline.max_staleness=2", "ppo.off_policy_correction=none",
+                            "pipeline.allow_uncorrected=true"])
+    with pytest.raises(ConfigError, match=r"off_policy_correction decoupled has nothing to correct"):
+        load_config(LOCAL, ["ppo.old_logprobs=rollout", "ppo.off_policy_correction=decoupled"])
+    assert load_config(LOCAL, ["ppo.old_logprobs=rollout"]).ppo.old_logprobs == "rollout"
+    assert load_config(LOCAL, []).ppo.old_logprobs == "learner"  # the default recomputes π_old
