@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from rlaif_ray.batch import PAD_ID, RolloutBatch, build_shard, gather_response, model_inputs, response_positions

@@ -72,7 +72,7 @@ def test_same_size_corruption_missing_file_and_bad_state(tmp_path):
     data[len(data) // 2] ^= 0xFF
     (cp / OPTIM).write_bytes(bytes(data))
     (cp / "hf" / "config.json").unlink()
-    assert ckpt.verify_checkpoint(cp) == [f"hf/config.json: missing", f"{OPTIM}: sha256 differs from the manifest (corrupted)"]
+    assert ckpt.verify_checkpoint(cp) == ["hf/config.json: missing", f"{OPTIM}: sha256 differs from the manifest (corrupted)"]
     cp4 = _write(tmp_path, 4)
     (cp4 / "state.json").write_text("{\"iteration\": 4, ")  # shorter: the size already tells
     assert [p.split(":")[0] for p in ckpt.verify_checkpoint(cp4)] == ["state.json"]
