@@ -86,7 +86,8 @@ def _no_sampler_compile() -> None:
     Why: even with `enforce_eager`, vLLM compiles a small logprob-rank helper with Inductor
     the first time an engine returns logprobs: on CPU that is a C++ build costing ~2 s of the
     first `generate` of every engine (rollout and labeler alike). Eager, the helper gives the
-    same tokens and logprobs at the same steady speed (docs/performance.md, "Engine start").
+    same tokens and logprobs at the same steady speed (docs/performance.md, "The first sampling
+    call").
     Process-wide, which is fine: nothing else in an engine's process compiles.
     """
     import torch._dynamo
