@@ -141,7 +141,8 @@ class LearnerWorker:
         `ppo.old_logprobs: rollout`, log π_old is the engine's sampling logprobs and no policy
         forward runs here (entropy None: `_optimise` measures it)."""
         from_learner = self.cfg.ppo.old_logprobs == "learner"
-        if not from_learner and self.critic is None:
+        if not from_learner and self.critic is None:  # nothing to compute: no forward, no gather
+            # A copy: the batch's arrays are read-only views of the object store.
             return batch.rollout_logp.astype(np.float32), None, None
         mine = batch.select(self._my_rows(len(batch)))
         chunk = self.cfg.learner.forward_batch_size

@@ -58,24 +58,14 @@ def run(quick: bool) -> Result:
                  "learner.weight_decay=0.0", "learner.max_grad_norm=1.0", "ppo.clip=0.2", "kl.coef=0.02",
                  "kl.placement=loss", "kl.estimator=k3", "kl.controller=fixed", "ray.object_store_mib=1024")
     rows, summary, extra = [], {}, {}
-    for source, what in OLD_LOGPROBS.items():  # one pass each: its own roles, its own TRL trainer
+    for n, (source, what) in enumerate(OLD_LOGPROBS.items(), 1):  # one pass each: its own roles and TRL trainer
         cfg = bench_config(*overrides, f"ppo.old_logprobs={source}", policy=path)
-        alt = Rounds("trl", "ours", rounds - 1, warmup=1)  # values: seconds; ours' raw: its stage timings
-        trl_step_s = _measure(cfg, path, prompts, group, new_tokens, minibatch, alt)
-        st = alt.stats(ratio=("ours", "trl"))
-        rows += [{"system": f"rlaif-ray GRPO iteration, {what} ({cfg.rollout.num_actors} rollout actor, "
-                            f"{cfg.learner.num_workers} DeepSpeed learner, 1 reference)", **_cols(st["ours"])},
-                 {"system": f"TRL GRPOTrainer, 1 process (2 trainer steps = 1 generation round), pass {len(extra) + 1}",
-                  **_cols(st["trl"])}]
-        summary[f"ratio, {what} (ours / TRL, medians)"] = st["ratio"]
-        ours_rows = alt.raw["ours"][alt.warmup:]
-        extra[source] = {"rounds": st, "ours_seconds": alt.values["ours"], "trl_round_seconds": alt.values["trl"],
-                         "trl_step_seconds": trl_step_s,
-                         "ours_stage_seconds": {k: median([r[k] for r in ours_rows if k in r]) for k in ours_rows[0]}}
+        pass_rows, ratio, extra[source] = _pass(cfg, path, prompts, group, new_tokens, minibatch, rounds, what, n)
+        rows += pass_rows
+        summary[f"ratio, {what} (ours / TRL, medians)"] = ratio
     settings.update({"ours_rollout_actors": cfg.rollout.num_actors, "ours_learners": cfg.learner.num_workers})
-    best = min(summary.values())
     summary.update({"rounds": f"{rounds - 1} per pass, alternating", "goal": f"≤ {GOAL}× (either pass)",
-                    "goal met": bool(best <= GOAL)})
+                    "goal met": bool(min(summary.values()) <= GOAL)})
     notes = [
         "Two passes, each alternating TRL with ours: ours with π_old recomputed by the learner (the forwards TRL "
         "runs: it recomputes π_old too), then ours with π_old taken from the rollout engine's sampling logprobs "
@@ -91,6 +81,22 @@ def run(quick: bool) -> Result:
     return Result("trl", quick, settings, rows, [("system", "system"), ("seconds", "s / iteration (median)"),
                                                  ("min", "min"), ("max", "max")],
                   summary=summary, notes=notes, extra=extra)
+
+
+def _pass(cfg, path, prompts: int, group: int, new_tokens: int, minibatch: int, rounds: int, what: str,
+          n: int) -> tuple[list[dict], float, dict]:
+    """One pass: `rounds` of TRL alternating with ours under `cfg`; (table rows, ratio, raw figures)."""
+    alt = Rounds("trl", "ours", rounds - 1, warmup=1)  # values: seconds; ours' raw: its stage timings
+    trl_step_s = _measure(cfg, path, prompts, group, new_tokens, minibatch, alt)
+    st = alt.stats(ratio=("ours", "trl"))
+    rows = [{"system": f"rlaif-ray GRPO iteration, {what} ({cfg.rollout.num_actors} rollout actor, "
+                       f"{cfg.learner.num_workers} DeepSpeed learner, 1 reference)", **_cols(st["ours"])},
+            {"system": f"TRL GRPOTrainer, 1 process (2 trainer steps = 1 generation round), pass {n}",
+             **_cols(st["trl"])}]
+    ours_rows = alt.raw["ours"][alt.warmup:]
+    stages = {k: median([r[k] for r in ours_rows if k in r]) for k in ours_rows[0]}
+    return rows, st["ratio"], {"rounds": st, "ours_seconds": alt.values["ours"], "trl_round_seconds": alt.values["trl"],
+                               "trl_step_seconds": trl_step_s, "ours_stage_seconds": stages}
 
 
 def _cols(s: dict) -> dict:
